@@ -1,0 +1,307 @@
+//! Translation between the protobuf contract and domain values. Parsing is strict and
+//! bounded: every refusal names the request field it came from.
+
+use crate::error::ApiError;
+use prost_types::Timestamp;
+use time::OffsetDateTime;
+use whistle_domain::{
+    Case, CaseId, Channel, Closure, DepartmentId, Event, EventBody, Evidence, Handler, Level,
+    PolicyClass, PrincipalId, Role, Status, Urgency, ids::is_valid_code,
+};
+use whistle_proto::v1 as pb;
+use whistle_store::RecordedEvent;
+
+/// Longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+pub fn case_id(field: &'static str, s: &str) -> Result<CaseId, ApiError> {
+    if s.is_empty() {
+        return Err(ApiError::bad(field, "is required"));
+    }
+    uuid::Uuid::parse_str(s)
+        .map(CaseId)
+        .map_err(|_| ApiError::bad(field, format!("{:?} is not a UUID", truncate(s))))
+}
+
+pub fn code(field: &'static str, s: &str) -> Result<String, ApiError> {
+    if s.is_empty() {
+        return Err(ApiError::bad(field, "is required"));
+    }
+    if !is_valid_code(s) {
+        return Err(ApiError::bad(
+            field,
+            format!(
+                "{:?} is not a valid code (1-64 of A-Z a-z 0-9 - _)",
+                truncate(s)
+            ),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+pub fn idempotency_key(s: &str) -> Result<Option<String>, ApiError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if s.len() > MAX_IDEMPOTENCY_KEY || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad(
+            "idempotency_key",
+            "must be 1-128 printable ASCII characters without spaces",
+        ));
+    }
+    Ok(Some(s.to_string()))
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+pub fn channel(v: i32, role: Role) -> Result<Channel, ApiError> {
+    Ok(match pb::Channel::try_from(v) {
+        Ok(pb::Channel::Unspecified) => match role {
+            Role::Resident => Channel::ResidentApp,
+            _ => Channel::GridWorker,
+        },
+        Ok(pb::Channel::GridWorker) => Channel::GridWorker,
+        Ok(pb::Channel::ResidentApp) => Channel::ResidentApp,
+        Ok(pb::Channel::Hotline) => Channel::Hotline,
+        Ok(pb::Channel::WalkIn) => Channel::WalkIn,
+        Ok(pb::Channel::Patrol) => Channel::Patrol,
+        Err(_) => return Err(ApiError::bad("channel", format!("unknown channel {v}"))),
+    })
+}
+
+pub fn urgency(v: i32) -> Result<Option<Urgency>, ApiError> {
+    Ok(match pb::Urgency::try_from(v) {
+        Ok(pb::Urgency::Unspecified) => None,
+        Ok(pb::Urgency::Normal) => Some(Urgency::Normal),
+        Ok(pb::Urgency::Urgent) => Some(Urgency::Urgent),
+        Ok(pb::Urgency::Emergency) => Some(Urgency::Emergency),
+        Err(_) => return Err(ApiError::bad("urgency", format!("unknown urgency {v}"))),
+    })
+}
+
+pub fn handler(field: &'static str, h: Option<&pb::Handler>) -> Result<Handler, ApiError> {
+    match h.and_then(|h| h.kind.as_ref()) {
+        Some(pb::handler::Kind::PrincipalId(p)) => {
+            Ok(Handler::Principal(PrincipalId(code(field, p)?)))
+        }
+        Some(pb::handler::Kind::DepartmentId(d)) => {
+            Ok(Handler::Department(DepartmentId(code(field, d)?)))
+        }
+        None => Err(ApiError::bad(
+            field,
+            "is required: set principal_id or department_id",
+        )),
+    }
+}
+
+/// Evidence as given; the domain bounds count, URL and hash.
+pub fn evidence(items: &[pb::Evidence]) -> Vec<Evidence> {
+    items
+        .iter()
+        .map(|e| Evidence {
+            url: e.url.clone(),
+            sha256: e.sha256.clone(),
+        })
+        .collect()
+}
+
+pub fn timestamp(t: OffsetDateTime) -> Timestamp {
+    Timestamp {
+        seconds: t.unix_timestamp(),
+        nanos: i32::try_from(t.nanosecond()).unwrap_or(0),
+    }
+}
+
+pub fn level(l: Level) -> pb::Level {
+    match l {
+        Level::Neighbour => pb::Level::Neighbour,
+        Level::Unit => pb::Level::Unit,
+        Level::Branch => pb::Level::Branch,
+        Level::Escalated => pb::Level::Escalated,
+    }
+}
+
+pub fn policy_class(c: PolicyClass) -> pb::PolicyClass {
+    match c {
+        PolicyClass::Routine => pb::PolicyClass::Routine,
+        PolicyClass::Complex => pb::PolicyClass::Complex,
+        PolicyClass::Urgent => pb::PolicyClass::Urgent,
+        PolicyClass::Emergency => pb::PolicyClass::Emergency,
+    }
+}
+
+fn channel_pb(c: Channel) -> pb::Channel {
+    match c {
+        Channel::GridWorker => pb::Channel::GridWorker,
+        Channel::ResidentApp => pb::Channel::ResidentApp,
+        Channel::Hotline => pb::Channel::Hotline,
+        Channel::WalkIn => pb::Channel::WalkIn,
+        Channel::Patrol => pb::Channel::Patrol,
+    }
+}
+
+pub fn handler_pb(h: &Handler) -> pb::Handler {
+    pb::Handler {
+        kind: Some(match h {
+            Handler::Principal(p) => pb::handler::Kind::PrincipalId(p.0.clone()),
+            Handler::Department(d) => pb::handler::Kind::DepartmentId(d.0.clone()),
+        }),
+    }
+}
+
+pub fn case_view(c: &Case) -> pb::CaseView {
+    let (stage, closure) = match &c.status {
+        Status::Open(s) => (s.as_str(), ""),
+        Status::Resolved { .. } => ("", ""),
+        Status::Closed(cl) => ("", cl.as_str()),
+    };
+    let (satisfaction, merged_into) = match &c.status {
+        Status::Closed(Closure::Confirmed { satisfaction }) => {
+            (u32::from(satisfaction.get()), String::new())
+        }
+        Status::Closed(Closure::Merged { into }) => (0, into.to_string()),
+        _ => (0, String::new()),
+    };
+    pb::CaseView {
+        case_id: c.id.to_string(),
+        version: c.version,
+        category: c.category.0.clone(),
+        policy_class: policy_class(c.policy_class).into(),
+        location: c.location.0.clone(),
+        compound: c.compound.0.clone(),
+        grid: c.grid.as_ref().map(|g| g.0.clone()).unwrap_or_default(),
+        channel: channel_pb(c.channel).into(),
+        reporter_id: c.reporter.0.clone(),
+        description: c.description.clone(),
+        level: level(c.level).into(),
+        fast_channel: c.fast_channel,
+        status: c.status.as_str().to_string(),
+        stage: stage.to_string(),
+        closure: closure.to_string(),
+        handler: c.handler().map(handler_pb),
+        paused: c.paused.is_some(),
+        pause_reason: c
+            .paused
+            .as_ref()
+            .map(|p| p.reason.clone())
+            .unwrap_or_default(),
+        reported_at: Some(timestamp(c.reported_at)),
+        resolved_at: c.resolved_at.map(timestamp),
+        closed_at: c.closed_at.map(timestamp),
+        satisfaction,
+        escalations: c.escalations,
+        reopen_count: c.reopen_count,
+        declined_by: c.declined_by.iter().map(|d| d.0.clone()).collect(),
+        duplicate_case_ids: c.duplicates.iter().map(|d| d.to_string()).collect(),
+        merged_into,
+    }
+}
+
+/// Decode a stored event into a domain event.
+pub fn decode(rec: &RecordedEvent) -> Result<Event, ApiError> {
+    let body: EventBody = serde_json::from_value(rec.payload.clone()).map_err(|e| {
+        ApiError::Corrupt(format!(
+            "{} at position {}: {e}",
+            rec.event_id, rec.position
+        ))
+    })?;
+    let role = Role::parse(&rec.actor_role).ok_or_else(|| {
+        ApiError::Corrupt(format!(
+            "{}: unknown actor role {:?}",
+            rec.event_id, rec.actor_role
+        ))
+    })?;
+    Ok(Event {
+        actor: whistle_domain::Actor {
+            principal: PrincipalId(rec.actor_id.clone()),
+            role,
+            department: None,
+        },
+        occurred_at: rec.occurred_at,
+        body,
+    })
+}
+
+/// One human line per event, for timelines and the CLI.
+pub fn summary(body: &EventBody) -> String {
+    match body {
+        EventBody::CaseReported {
+            category,
+            level,
+            fast_channel,
+            location,
+            ..
+        } => format!(
+            "reported {category} at {location}; triage: {level}{}",
+            if *fast_channel {
+                " (fast channel 急事急办)"
+            } else {
+                ""
+            }
+        ),
+        EventBody::CaseAssigned { level, handler } => format!("assigned to {handler} at {level}"),
+        EventBody::CaseAcknowledged { level, handler } => {
+            format!("signed for (签收) by {handler} at {level}")
+        }
+        EventBody::ArrivedOnSite { handler, .. } => format!("{handler} arrived on site"),
+        EventBody::NoteAdded { text, evidence } => {
+            format!("note: {text} ({} evidence)", evidence.len())
+        }
+        EventBody::CaseResolved {
+            handler, summary, ..
+        } => {
+            format!("resolved by {handler}: {summary}")
+        }
+        EventBody::ResolutionConfirmed {
+            satisfaction,
+            comment,
+        } => format!(
+            "resolution confirmed, satisfaction {}/5 {comment}",
+            satisfaction.get()
+        ),
+        EventBody::CaseReopened { reason } => format!("reopened: {reason}"),
+        EventBody::CaseEscalated { from, to, cause } => match cause {
+            whistle_domain::EscalationCause::Requested { reason } => {
+                format!("escalated {from} → {to}: {reason}")
+            }
+            whistle_domain::EscalationCause::MilestoneBreached { milestone } => {
+                format!("escalated {from} → {to}: milestone {milestone} breached")
+            }
+        },
+        EventBody::CaseTransferred {
+            from, to, reason, ..
+        } => {
+            format!("transferred {from} → {to}: {reason}")
+        }
+        EventBody::CaseDeclined { department, reason } => {
+            format!("declined by department:{department}: {reason}")
+        }
+        EventBody::ClockPaused { reason } => format!("clock paused: {reason}"),
+        EventBody::ClockResumed { paused_seconds } => {
+            format!("clock resumed after {paused_seconds} s")
+        }
+        EventBody::CaseWithdrawn { reason } => format!("withdrawn: {reason}"),
+        EventBody::CaseRejected { reason } => format!("rejected: {reason}"),
+        EventBody::CaseMerged { into, reason } => format!("merged into {into}: {reason}"),
+        EventBody::DuplicateMerged { duplicate } => format!("duplicate {duplicate} merged in"),
+    }
+}
+
+pub fn timeline_entry(rec: &RecordedEvent, event: &Event) -> pb::TimelineEntry {
+    pb::TimelineEntry {
+        version: rec.version,
+        position: rec.position,
+        event_id: rec.event_id.to_string(),
+        event_type: rec.event_type.clone(),
+        actor: Some(pb::Actor {
+            principal_id: rec.actor_id.clone(),
+            role: rec.actor_role.clone(),
+        }),
+        occurred_at: Some(timestamp(rec.occurred_at)),
+        recorded_at: Some(timestamp(rec.recorded_at)),
+        summary: summary(&event.body),
+        payload_json: rec.payload.to_string(),
+    }
+}

@@ -1,0 +1,22 @@
+//! The gRPC face of whistle: tonic services generated from `proto/whistle/v1`.
+//!
+//! A request flows: authenticate ([`auth`]) → parse and bound the request into domain
+//! values ([`convert`], precise `INVALID_ARGUMENT` naming the field) → load the case,
+//! `decide`, append ([`pipeline`]) → map every failure to one status ([`error`]).
+//! Services ([`services`]) are thin: they only translate. [`server::serve`] takes a bound
+//! listener and a shutdown future (tests bind port 0).
+//!
+//! Invariant: this crate writes no SQL; all state changes go through the store's append.
+
+pub mod auth;
+pub mod clock;
+pub mod convert;
+pub mod error;
+pub mod pipeline;
+pub mod server;
+pub mod services;
+
+pub use auth::{Principal, TokenAuthenticator, hash_token};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::ApiError;
+pub use server::{AppState, serve};

@@ -1,0 +1,336 @@
+//! The command pipeline every mutating RPC goes through: idempotency look-up → load the
+//! case → version check → `decide` → append (group-committed, durable on return).
+//! Functions over the [`AppState`] values, no manager objects.
+
+use crate::convert::decode;
+use crate::error::ApiError;
+use crate::server::AppState;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use whistle_domain::{
+    Actor, Case, CaseId, CaseState, Command, Ctx, Event, MergeCase, decide, decide_merge, evolve,
+};
+use whistle_store::{
+    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, IdempotencyKey, NewEvent,
+    RecordedEvent, StreamId,
+};
+
+/// What a successful command returns.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub case: Case,
+    pub recorded_at: OffsetDateTime,
+    /// The original result of an earlier request with the same idempotency key.
+    pub replayed: bool,
+}
+
+/// A case folded from its stream, with the stored records (for timelines).
+pub struct Loaded {
+    pub state: CaseState,
+    pub records: Vec<RecordedEvent>,
+    pub events: Vec<Event>,
+}
+
+pub fn stream_of(id: CaseId) -> StreamId {
+    StreamId(id.stream_name())
+}
+
+pub async fn load(state: &AppState, id: CaseId) -> Result<Loaded, ApiError> {
+    let records = state.store.read_stream(&stream_of(id), 0).await?;
+    let events = records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    let case = events.iter().fold(None, evolve);
+    Ok(Loaded {
+        state: case,
+        records,
+        events,
+    })
+}
+
+pub async fn load_case(state: &AppState, id: CaseId) -> Result<(Case, Loaded), ApiError> {
+    let mut loaded = load(state, id).await?;
+    match loaded.state.take() {
+        Some(case) => Ok((case, loaded)),
+        None => Err(whistle_domain::DomainError::NotFound.into()),
+    }
+}
+
+fn check_role(actor: &Actor, allowed: &[whistle_domain::Role], what: &str) -> Result<(), ApiError> {
+    if allowed.contains(&actor.role) {
+        Ok(())
+    } else {
+        tracing::warn!(principal = %actor.principal, role = %actor.role, command = what, "permission denied by role");
+        Err(ApiError::PermissionDenied(format!(
+            "role {} may not {what}",
+            actor.role
+        )))
+    }
+}
+
+fn fingerprint(parts: std::fmt::Arguments<'_>) -> String {
+    let digest = Sha256::digest(parts.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn to_new_events(events: &[Event]) -> Result<Vec<NewEvent>, ApiError> {
+    events
+        .iter()
+        .map(|e| {
+            Ok(NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: e.body.event_type().to_string(),
+                payload: serde_json::to_value(&e.body).map_err(|err| {
+                    ApiError::Corrupt(format!("encoding {}: {err}", e.body.event_type()))
+                })?,
+                actor_id: e.actor.principal.0.clone(),
+                actor_role: e.actor.role.as_str().to_string(),
+                occurred_at: e.occurred_at,
+            })
+        })
+        .collect()
+}
+
+fn expected(version: u64) -> ExpectedVersion {
+    if version == 0 {
+        ExpectedVersion::NoStream
+    } else {
+        ExpectedVersion::Exact(version)
+    }
+}
+
+/// A previously committed result for (actor, key), if any. A key reused for a different
+/// request is refused rather than silently answered with the wrong case.
+async fn replay(
+    state: &AppState,
+    actor: &Actor,
+    key: &str,
+    fp: &str,
+) -> Result<Option<Outcome>, ApiError> {
+    let Some(rec) = state
+        .store
+        .find_idempotent(actor.principal.as_str(), key)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if rec.fingerprint != fp {
+        return Err(ApiError::bad(
+            "idempotency_key",
+            "already used for a different request",
+        ));
+    }
+    let id = rec
+        .appended
+        .stream
+        .as_str()
+        .strip_prefix("case-")
+        .and_then(|u| uuid::Uuid::parse_str(u).ok())
+        .map(CaseId)
+        .ok_or_else(|| {
+            ApiError::Corrupt(format!(
+                "idempotency record names stream {}",
+                rec.appended.stream
+            ))
+        })?;
+    let (case, _) = load_case(state, id).await?;
+    Ok(Some(Outcome {
+        case,
+        recorded_at: rec.appended.recorded_at,
+        replayed: true,
+    }))
+}
+
+/// Run one command against one case.
+#[tracing::instrument(skip_all, fields(command = cmd.name(), case_id = %case_id, principal = %actor.principal, role = %actor.role))]
+pub async fn execute(
+    state: &AppState,
+    actor: &Actor,
+    case_id: CaseId,
+    expected_version: Option<u64>,
+    idempotency_key: Option<String>,
+    cmd: Command,
+) -> Result<Outcome, ApiError> {
+    check_role(actor, cmd.allowed_roles(), cmd.name())?;
+    let is_report = matches!(cmd, Command::Report { .. });
+    // A report's case id is fresh on every try, so its fingerprint must not include it.
+    let fp = if is_report {
+        fingerprint(format_args!("report|{:?}", strip_case_id(&cmd)))
+    } else {
+        fingerprint(format_args!("{case_id}|{expected_version:?}|{cmd:?}"))
+    };
+    if let Some(key) = &idempotency_key {
+        if let Some(done) = replay(state, actor, key, &fp).await? {
+            tracing::info!("idempotent replay");
+            return Ok(done);
+        }
+    }
+    let current = if is_report {
+        None
+    } else {
+        load(state, case_id).await?.state
+    };
+    let version = current.as_ref().map_or(0, |c| c.version);
+    if let Some(expected) = expected_version {
+        if expected != version {
+            return Err(ApiError::StaleVersion {
+                expected,
+                actual: version,
+            });
+        }
+    }
+    let ctx = Ctx {
+        district: &state.district,
+        actor,
+        now: state.clock.now(),
+    };
+    let events = decide(&current, &cmd, &ctx)?;
+    let request = AppendRequest {
+        stream: stream_of(case_id),
+        expected: expected(version),
+        events: to_new_events(&events)?,
+        idempotency: idempotency_key.map(|key| IdempotencyKey {
+            scope: actor.principal.0.clone(),
+            key,
+            fingerprint: fp,
+        }),
+    };
+    let outcome = state
+        .store
+        .append(vec![request])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::Corrupt("append returned no outcome".into()))?;
+    match outcome {
+        AppendOutcome::Appended(a) => {
+            let case = events
+                .iter()
+                .fold(current, evolve)
+                .ok_or_else(|| ApiError::Corrupt("command produced no case".into()))?;
+            tracing::info!(
+                version = case.version,
+                position = a.last_position,
+                "command committed"
+            );
+            Ok(Outcome {
+                case,
+                recorded_at: a.recorded_at,
+                replayed: false,
+            })
+        }
+        AppendOutcome::Duplicate(a) => {
+            // A concurrent retry with the same key won the race: answer with its result.
+            let id = a
+                .stream
+                .as_str()
+                .strip_prefix("case-")
+                .and_then(|u| uuid::Uuid::parse_str(u).ok())
+                .map(CaseId)
+                .unwrap_or(case_id);
+            let (case, _) = load_case(state, id).await?;
+            Ok(Outcome {
+                case,
+                recorded_at: a.recorded_at,
+                replayed: true,
+            })
+        }
+    }
+}
+
+fn strip_case_id(cmd: &Command) -> Command {
+    match cmd {
+        Command::Report {
+            category,
+            location,
+            description,
+            channel,
+            urgency,
+            ..
+        } => Command::Report {
+            case_id: CaseId(uuid::Uuid::nil()),
+            category: category.clone(),
+            location: location.clone(),
+            description: description.clone(),
+            channel: *channel,
+            urgency: *urgency,
+        },
+        other => other.clone(),
+    }
+}
+
+/// Merge `dup` into `cmd.into`: both streams are appended in one atomic unit.
+#[tracing::instrument(skip_all, fields(command = "MergeCase", case_id = %dup, into = %cmd.into, principal = %actor.principal))]
+pub async fn merge(
+    state: &AppState,
+    actor: &Actor,
+    dup: CaseId,
+    expected_version: Option<u64>,
+    idempotency_key: Option<String>,
+    cmd: MergeCase,
+) -> Result<Outcome, ApiError> {
+    check_role(actor, MergeCase::ALLOWED_ROLES, "MergeCase")?;
+    let fp = fingerprint(format_args!("merge|{dup}|{expected_version:?}|{cmd:?}"));
+    if let Some(key) = &idempotency_key {
+        if let Some(done) = replay(state, actor, key, &fp).await? {
+            return Ok(done);
+        }
+    }
+    let dup_state = load(state, dup).await?.state;
+    let target_state = if cmd.into == dup {
+        dup_state.clone()
+    } else {
+        load(state, cmd.into).await?.state
+    };
+    let dup_version = dup_state.as_ref().map_or(0, |c| c.version);
+    if let Some(expected) = expected_version {
+        if expected != dup_version {
+            return Err(ApiError::StaleVersion {
+                expected,
+                actual: dup_version,
+            });
+        }
+    }
+    let ctx = Ctx {
+        district: &state.district,
+        actor,
+        now: state.clock.now(),
+    };
+    let (dup_events, target_events) = decide_merge(&dup_state, &target_state, &cmd, &ctx)?;
+    let target_version = target_state.as_ref().map_or(0, |c| c.version);
+    let unit = vec![
+        AppendRequest {
+            stream: stream_of(dup),
+            expected: expected(dup_version),
+            events: to_new_events(&dup_events)?,
+            idempotency: idempotency_key.map(|key| IdempotencyKey {
+                scope: actor.principal.0.clone(),
+                key,
+                fingerprint: fp,
+            }),
+        },
+        AppendRequest {
+            stream: stream_of(cmd.into),
+            expected: expected(target_version),
+            events: to_new_events(&target_events)?,
+            idempotency: None,
+        },
+    ];
+    let outcomes = state.store.append(unit).await?;
+    let first = outcomes
+        .first()
+        .ok_or_else(|| ApiError::Corrupt("append returned no outcome".into()))?;
+    let replayed = first.is_duplicate();
+    let recorded_at = first.appended().recorded_at;
+    let case = if replayed {
+        load_case(state, dup).await?.0
+    } else {
+        dup_events
+            .iter()
+            .fold(dup_state, evolve)
+            .ok_or_else(|| ApiError::Corrupt("merge produced no case".into()))?
+    };
+    Ok(Outcome {
+        case,
+        recorded_at,
+        replayed,
+    })
+}

@@ -1,0 +1,72 @@
+//! `Application::build(settings)` → a bound, migrated, ready server; `run_until_stopped`
+//! serves until the shutdown future completes. Binding happens in `build` so that the
+//! caller (and tests using port 0) know the address before serving starts.
+
+use crate::config::Settings;
+use anyhow::{Context, Result};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use whistle_api::{AppState, Clock, SystemClock, TokenAuthenticator};
+use whistle_store::Store;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    addr: SocketAddr,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Application> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Application> {
+        let store = Store::connect(&settings.store)
+            .await
+            .with_context(|| format!("connecting to the store {:?}", settings.store))?;
+        store.migrate().await.context("running migrations")?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        tracing::info!(
+            %addr,
+            store = store.backend_name(),
+            district = %settings.district.id,
+            principals = settings.principals.len(),
+            "whistle ready"
+        );
+        Ok(Application {
+            listener,
+            addr,
+            state: AppState {
+                store: Arc::new(store),
+                district: Arc::new(settings.district),
+                auth: Arc::new(TokenAuthenticator::new(settings.principals)),
+                clock,
+            },
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+        let store = self.state.store.clone();
+        whistle_api::serve(self.listener, self.state, shutdown)
+            .await
+            .context("serving gRPC")?;
+        store.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,595 @@
+//! `whistle case …`: a gRPC client for people, so nobody has to write a client to try
+//! whistle. It speaks the same public contract as any integration.
+
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+use time::macros::offset;
+use tonic::Request;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use whistle_proto::v1 as pb;
+use whistle_proto::v1::case_handling_service_client::CaseHandlingServiceClient;
+use whistle_proto::v1::case_query_service_client::CaseQueryServiceClient;
+use whistle_proto::v1::intake_service_client::IntakeServiceClient;
+
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// gRPC endpoint of a running whistle.
+    #[arg(
+        long,
+        env = "WHISTLE_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    pub server: String,
+    /// Bearer token.
+    #[arg(long, env = "WHISTLE_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Act as this demo principal (token read from <data-dir>/demo-tokens.toml).
+    #[arg(long = "as", global = true)]
+    pub as_principal: Option<String>,
+    /// Data directory of the demo server, for --as.
+    #[arg(
+        long,
+        env = "WHISTLE_DATA_DIR",
+        default_value = "whistle-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    /// Refuse the command unless the case is still at this version (ABORTED otherwise).
+    #[arg(long, global = true)]
+    pub expected_version: Option<u64>,
+    /// Idempotency key: retrying with the same key never acts twice.
+    #[arg(long, global = true)]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CaseCommand {
+    /// Report a problem.
+    Report {
+        #[arg(long)]
+        category: String,
+        /// Compound, building or unit id, e.g. hongqi-jiayuan-b2-u1.
+        #[arg(long)]
+        location: String,
+        #[arg(long)]
+        description: String,
+        /// normal, urgent or emergency.
+        #[arg(long)]
+        urgency: Option<String>,
+    },
+    /// Show a case and its timeline.
+    Show {
+        case_id: String,
+    },
+    /// Assign to a handler (principal) or, at ESCALATED, a department.
+    Assign {
+        case_id: String,
+        #[arg(long, conflicts_with = "department")]
+        principal: Option<String>,
+        #[arg(long)]
+        department: Option<String>,
+    },
+    /// Sign for the case (签收).
+    Ack {
+        case_id: String,
+    },
+    /// Report arriving on site.
+    OnSite {
+        case_id: String,
+    },
+    /// Add a note.
+    Note {
+        case_id: String,
+        #[arg(long)]
+        text: String,
+    },
+    /// Resolve, optionally with evidence given as URL=SHA256.
+    Resolve {
+        case_id: String,
+        #[arg(long)]
+        summary: String,
+        #[arg(long)]
+        evidence: Vec<String>,
+    },
+    /// Move the case one rung up.
+    Escalate {
+        case_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Hand the case to another handler at the same rung.
+    Transfer {
+        case_id: String,
+        #[arg(long, conflicts_with = "department")]
+        principal: Option<String>,
+        #[arg(long)]
+        department: Option<String>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// A department declines ("not ours").
+    Decline {
+        case_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    Pause {
+        case_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    Resume {
+        case_id: String,
+    },
+    /// Confirm a resolution with satisfaction 1-5.
+    Confirm {
+        case_id: String,
+        #[arg(long)]
+        satisfaction: u32,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    Reopen {
+        case_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    Withdraw {
+        case_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    Reject {
+        case_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Merge this duplicate into another case.
+    Merge {
+        case_id: String,
+        #[arg(long)]
+        into: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+struct Client {
+    channel: Channel,
+    auth: MetadataValue<tonic::metadata::Ascii>,
+    expected_version: Option<u64>,
+    key: String,
+}
+
+impl Client {
+    fn req<T>(&self, msg: T) -> Request<T> {
+        let mut r = Request::new(msg);
+        r.metadata_mut().insert("authorization", self.auth.clone());
+        r
+    }
+    fn intake(&self) -> IntakeServiceClient<Channel> {
+        IntakeServiceClient::new(self.channel.clone())
+    }
+    fn handling(&self) -> CaseHandlingServiceClient<Channel> {
+        CaseHandlingServiceClient::new(self.channel.clone())
+    }
+    fn query(&self) -> CaseQueryServiceClient<Channel> {
+        CaseQueryServiceClient::new(self.channel.clone())
+    }
+    fn reason(&self, case_id: &str, reason: &str) -> pb::ReasonRequest {
+        pb::ReasonRequest {
+            case_id: case_id.into(),
+            expected_version: self.expected_version,
+            idempotency_key: self.key.clone(),
+            reason: reason.into(),
+        }
+    }
+    fn plain(&self, case_id: &str) -> pb::CaseCommandRequest {
+        pb::CaseCommandRequest {
+            case_id: case_id.into(),
+            expected_version: self.expected_version,
+            idempotency_key: self.key.clone(),
+        }
+    }
+}
+
+fn handler(principal: Option<String>, department: Option<String>) -> Result<pb::Handler> {
+    let kind = match (principal, department) {
+        (Some(p), None) => pb::handler::Kind::PrincipalId(p),
+        (None, Some(d)) => pb::handler::Kind::DepartmentId(d),
+        _ => bail!("give --principal ID or --department ID"),
+    };
+    Ok(pb::Handler { kind: Some(kind) })
+}
+
+fn status_error(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+}
+
+fn fmt_ts(t: Option<&prost_types::Timestamp>) -> String {
+    t.and_then(|t| {
+        time::OffsetDateTime::from_unix_timestamp(t.seconds)
+            .ok()
+            .map(|d| d.to_offset(offset!(+8)))
+    })
+    .map(|d| {
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}+08",
+            d.year(),
+            u8::from(d.month()),
+            d.day(),
+            d.hour(),
+            d.minute(),
+            d.second()
+        )
+    })
+    .unwrap_or_else(|| "-".into())
+}
+
+fn print_ack(what: &str, a: &pb::CommandAck) {
+    println!(
+        "{what}: case {} now at version {}{}",
+        a.case_id,
+        a.version,
+        if a.replayed {
+            " (replayed: already done earlier with this key)"
+        } else {
+            ""
+        }
+    );
+}
+
+fn handler_str(h: Option<&pb::Handler>) -> String {
+    match h.and_then(|h| h.kind.as_ref()) {
+        Some(pb::handler::Kind::PrincipalId(p)) => format!("principal:{p}"),
+        Some(pb::handler::Kind::DepartmentId(d)) => format!("department:{d}"),
+        None => "-".into(),
+    }
+}
+
+fn level_str(l: i32) -> &'static str {
+    pb::Level::try_from(l).map_or("?", |l| l.as_str_name().trim_start_matches("LEVEL_"))
+}
+
+pub async fn run(args: ClientArgs, cmd: CaseCommand) -> Result<()> {
+    let token = match (&args.token, &args.as_principal) {
+        (_, Some(id)) => crate::demo::token_for(&args.data_dir, id)?,
+        (Some(t), None) => t.clone(),
+        (None, None) => bail!("give --as DEMO_PRINCIPAL or --token TOKEN (or WHISTLE_TOKEN)"),
+    };
+    let channel = Channel::from_shared(args.server.clone())
+        .context("invalid --server URL")?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", args.server))?;
+    let c = Client {
+        channel,
+        auth: format!("Bearer {token}")
+            .parse()
+            .context("token is not valid header text")?,
+        expected_version: args.expected_version,
+        key: args.key.clone().unwrap_or_default(),
+    };
+    match cmd {
+        CaseCommand::Report {
+            category,
+            location,
+            description,
+            urgency,
+        } => {
+            let urgency = match urgency.as_deref() {
+                None => pb::Urgency::Unspecified,
+                Some("normal") => pb::Urgency::Normal,
+                Some("urgent") => pb::Urgency::Urgent,
+                Some("emergency") => pb::Urgency::Emergency,
+                Some(other) => bail!("--urgency {other:?}: use normal, urgent or emergency"),
+            };
+            let r = c
+                .intake()
+                .report_case(c.req(pb::ReportCaseRequest {
+                    category,
+                    location,
+                    description,
+                    channel: pb::Channel::Unspecified.into(),
+                    urgency: urgency.into(),
+                    idempotency_key: c.key.clone(),
+                }))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let ack = r.ack.unwrap_or_default();
+            println!(
+                "reported: case {} at level {}{}{}",
+                ack.case_id,
+                level_str(r.level),
+                if r.fast_channel {
+                    " (fast channel 急事急办)"
+                } else {
+                    ""
+                },
+                if ack.replayed {
+                    " (replayed: reported earlier with this key)"
+                } else {
+                    ""
+                }
+            );
+        }
+        CaseCommand::Show { case_id } => {
+            let r = c
+                .query()
+                .get_case_timeline(c.req(pb::GetCaseTimelineRequest { case_id }))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let v = r.case.unwrap_or_default();
+            println!("case {}  (version {})", v.case_id, v.version);
+            println!("  category   {}", v.category);
+            println!(
+                "  location   {} (compound {}, grid {})",
+                v.location,
+                v.compound,
+                if v.grid.is_empty() { "-" } else { &v.grid }
+            );
+            println!(
+                "  level      {}{}",
+                level_str(v.level),
+                if v.fast_channel {
+                    " (fast channel)"
+                } else {
+                    ""
+                }
+            );
+            let state = match v.status.as_str() {
+                "open" => format!("open / {}", v.stage),
+                "closed" => format!("closed / {}", v.closure),
+                s => s.to_string(),
+            };
+            println!(
+                "  status     {state}{}",
+                if v.paused {
+                    format!(" (paused: {})", v.pause_reason)
+                } else {
+                    String::new()
+                }
+            );
+            println!("  handler    {}", handler_str(v.handler.as_ref()));
+            if v.satisfaction > 0 {
+                println!("  satisfied  {}/5", v.satisfaction);
+            }
+            println!(
+                "  reported   {} by {}",
+                fmt_ts(v.reported_at.as_ref()),
+                v.reporter_id
+            );
+            println!("  description: {}", v.description);
+            println!("  timeline:");
+            for e in r.entries {
+                let actor = e.actor.unwrap_or_default();
+                println!(
+                    "    v{:<3} {}  {:<16} {:<12} {}",
+                    e.version,
+                    fmt_ts(e.occurred_at.as_ref()),
+                    actor.principal_id,
+                    actor.role,
+                    e.summary
+                );
+            }
+        }
+        CaseCommand::Assign {
+            case_id,
+            principal,
+            department,
+        } => {
+            let a = c
+                .handling()
+                .assign_case(c.req(pb::AssignCaseRequest {
+                    case_id,
+                    expected_version: c.expected_version,
+                    idempotency_key: c.key.clone(),
+                    handler: Some(handler(principal, department)?),
+                }))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_ack("assigned", &a);
+        }
+        CaseCommand::Ack { case_id } => {
+            let a = c
+                .handling()
+                .acknowledge_case(c.req(c.plain(&case_id)))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_ack("signed for", &a);
+        }
+        CaseCommand::OnSite { case_id } => {
+            let a = c
+                .handling()
+                .arrive_on_site(c.req(c.plain(&case_id)))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_ack("on site", &a);
+        }
+        CaseCommand::Note { case_id, text } => {
+            let a = c
+                .intake()
+                .add_note(c.req(pb::AddNoteRequest {
+                    case_id,
+                    expected_version: c.expected_version,
+                    idempotency_key: c.key.clone(),
+                    text,
+                    evidence: vec![],
+                }))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_ack("note added", &a);
+        }
+        CaseCommand::Resolve {
+            case_id,
+            summary,
+            evidence,
+        } => {
+            let evidence = evidence
+                .iter()
+                .map(|e| {
+                    let (url, sha) = e
+                        .rsplit_once('=')
+                        .with_context(|| format!("--evidence {e:?}: use URL=SHA256"))?;
+                    Ok(pb::Evidence {
+                        url: url.into(),
+                        sha256: sha.into(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let a = c
+                .handling()
+                .resolve_case(c.req(pb::ResolveCaseRequest {
+                    case_id,
+                    expected_version: c.expected_version,
+                    idempotency_key: c.key.clone(),
+                    summary,
+                    evidence,
+                }))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_ack("resolved", &a);
+        }
+        CaseCommand::Escalate { case_id, reason } => {
+            let a = c
+                .handling()
+                .escalate_case(c.req(c.reason(&case_id, &reason)))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_ack("escalated", &a);
+        }
+        CaseCommand::Transfer {
+            case_id,
+            principal,
+            department,
+            reason,
+        } => {
+            let a = c
+                .handling()
+                .transfer_case(c.req(pb::TransferCaseRequest {
+                    case_id,
+                    expected_version: c.expected_version,
+                    idempotency_key: c.key.clone(),
+                    to: Some(handler(principal, department)?),
+                    reason,
+                }))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_ack("transferred", &a);
+        }
+        CaseCommand::Decline { case_id, reason } => {
+            let a = c
+                .handling()
+                .decline_case(c.req(c.reason(&case_id, &reason)))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_ack("declined", &a);
+        }
+        CaseCommand::Pause { case_id, reason } => {
+            let a = c
+                .handling()
+                .pause_clock(c.req(c.reason(&case_id, &reason)))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_ack("paused", &a);
+        }
+        CaseCommand::Resume { case_id } => {
+            let a = c
+                .handling()
+                .resume_clock(c.req(c.plain(&case_id)))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_ack("resumed", &a);
+        }
+        CaseCommand::Confirm {
+            case_id,
+            satisfaction,
+            comment,
+        } => {
+            let a = c
+                .intake()
+                .confirm_resolution(c.req(pb::ConfirmResolutionRequest {
+                    case_id,
+                    expected_version: c.expected_version,
+                    idempotency_key: c.key.clone(),
+                    satisfaction,
+                    comment,
+                }))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_ack("confirmed", &a);
+        }
+        CaseCommand::Reopen { case_id, reason } => {
+            let a = c
+                .intake()
+                .reopen_case(c.req(pb::ReopenCaseRequest {
+                    case_id,
+                    expected_version: c.expected_version,
+                    idempotency_key: c.key.clone(),
+                    reason,
+                }))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_ack("reopened", &a);
+        }
+        CaseCommand::Withdraw { case_id, reason } => {
+            let a = c
+                .intake()
+                .withdraw_case(c.req(pb::WithdrawCaseRequest {
+                    case_id,
+                    expected_version: c.expected_version,
+                    idempotency_key: c.key.clone(),
+                    reason,
+                }))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_ack("withdrawn", &a);
+        }
+        CaseCommand::Reject { case_id, reason } => {
+            let a = c
+                .handling()
+                .reject_case(c.req(c.reason(&case_id, &reason)))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_ack("rejected", &a);
+        }
+        CaseCommand::Merge {
+            case_id,
+            into,
+            reason,
+        } => {
+            let a = c
+                .handling()
+                .merge_case(c.req(pb::MergeCaseRequest {
+                    case_id,
+                    expected_version: c.expected_version,
+                    idempotency_key: c.key.clone(),
+                    into_case_id: into,
+                    reason,
+                }))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_ack("merged", &a);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! Configuration: command-line flags, then environment variables (both through clap),
+//! then the optional TOML config file, then defaults — in that order of precedence.
+//! With nothing given, whistle runs embedded: a SQLite file in `./whistle-data`, the demo
+//! district and demo principals, gRPC on 127.0.0.1:50051.
+
+use crate::demo;
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use whistle_api::{Principal, hash_token};
+use whistle_domain::{DepartmentId, District, DistrictSpec, PrincipalId, Role};
+use whistle_store::StoreConfig;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub const DEFAULT_DATA_DIR: &str = "whistle-data";
+
+/// The config file (`--config FILE`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub database_url: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    /// A district file in the format of the bundled `demo/district.toml`.
+    pub district_file: Option<PathBuf>,
+    pub max_connections: Option<u32>,
+    /// Seconds a request waits for a database connection before `UNAVAILABLE`.
+    pub acquire_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub principals: Vec<PrincipalConfig>,
+}
+
+/// A principal in the config file. Only the token's SHA-256 is configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalConfig {
+    pub id: String,
+    pub role: String,
+    #[serde(default)]
+    pub department: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub token_sha256: String,
+}
+
+/// What `serve` (and `migrate`) may be given on the command line or in the environment.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, env = "WHISTLE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the embedded SQLite database and demo tokens [default: ./whistle-data].
+    #[arg(long, env = "WHISTLE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://…` for PostgreSQL; default is `sqlite://<data-dir>/whistle.db`.
+    #[arg(long, env = "WHISTLE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// gRPC listen address [default: 127.0.0.1:50051]; port 0 picks a free port.
+    #[arg(long, env = "WHISTLE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// District file (org tree, catalogue, departments) [default: the bundled demo district].
+    #[arg(long, env = "WHISTLE_DISTRICT")]
+    pub district: Option<PathBuf>,
+}
+
+/// Fully resolved settings.
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub store: StoreConfig,
+    pub listen: SocketAddr,
+    pub district: District,
+    pub principals: Vec<(String, Principal)>,
+    /// Set when the demo principals are in use: (id, name, token), and whether the tokens
+    /// were just created (then they are printed).
+    pub demo_tokens: Option<(Vec<(String, String, String)>, bool)>,
+}
+
+pub fn load_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+pub fn parse_district(text: &str, origin: &str) -> Result<District> {
+    let spec: DistrictSpec =
+        toml::from_str(text).with_context(|| format!("parsing district file {origin}"))?;
+    District::build(spec).with_context(|| format!("invalid district file {origin}"))
+}
+
+fn principal(p: &PrincipalConfig) -> Result<(String, Principal)> {
+    let role = Role::parse(&p.role)
+        .filter(|r| *r != Role::System)
+        .with_context(|| format!("principal {}: unknown role {:?}", p.id, p.role))?;
+    if role == Role::Department && p.department.is_none() {
+        bail!(
+            "principal {}: a department account needs `department`",
+            p.id
+        );
+    }
+    let hash = p.token_sha256.to_ascii_lowercase();
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("principal {}: token_sha256 must be 64 hex characters", p.id);
+    }
+    Ok((
+        hash,
+        Principal {
+            id: PrincipalId::new(&p.id),
+            role,
+            department: p.department.clone().map(DepartmentId),
+            name: p.name.clone().unwrap_or_else(|| p.id.clone()),
+        },
+    ))
+}
+
+impl Settings {
+    pub fn resolve(args: &ServeArgs) -> Result<Settings> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let url = match args.database_url.clone().or(file.database_url.clone()) {
+            Some(url) => url,
+            None => {
+                std::fs::create_dir_all(&data_dir)
+                    .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+                format!("sqlite://{}", data_dir.join("whistle.db").display())
+            }
+        };
+        let mut store = StoreConfig::new(url);
+        if let Some(n) = file.max_connections {
+            store.max_connections = n;
+        }
+        if let Some(s) = file.acquire_timeout_secs {
+            store.acquire_timeout = Duration::from_secs(s);
+        }
+        let listen = match args.listen.or(file.listen) {
+            Some(a) => a,
+            None => DEFAULT_LISTEN.parse().context("default listen address")?,
+        };
+        let district = match args.district.clone().or(file.district_file.clone()) {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading district file {}", path.display()))?;
+                parse_district(&text, &path.display().to_string())?
+            }
+            None => parse_district(demo::DISTRICT_TOML, "(bundled demo)")?,
+        };
+        let (principals, demo_tokens) = if file.principals.is_empty() {
+            let demo_principals = demo::principals()?;
+            let (tokens, created) = demo::ensure_tokens(&data_dir, &demo_principals)?;
+            let mut out = Vec::new();
+            let mut shown = Vec::new();
+            for p in &demo_principals {
+                let token = tokens
+                    .tokens
+                    .get(&p.id)
+                    .with_context(|| format!("demo token for {}", p.id))?;
+                out.push(principal(&PrincipalConfig {
+                    id: p.id.clone(),
+                    role: p.role.clone(),
+                    department: p.department.clone(),
+                    name: Some(p.name.clone()),
+                    token_sha256: hash_token(token),
+                })?);
+                shown.push((p.id.clone(), p.name.clone(), token.clone()));
+            }
+            (out, Some((shown, created)))
+        } else {
+            (
+                file.principals
+                    .iter()
+                    .map(principal)
+                    .collect::<Result<Vec<_>>>()?,
+                None,
+            )
+        };
+        for (_, p) in &principals {
+            if let Some(d) = &p.department {
+                if !district.departments.contains_key(d) {
+                    bail!("principal {}: unknown department {d}", p.id);
+                }
+            }
+        }
+        Ok(Settings {
+            data_dir,
+            store,
+            listen,
+            district,
+            principals,
+            demo_tokens,
+        })
+    }
+}

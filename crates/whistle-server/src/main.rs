@@ -1,0 +1,166 @@
+//! `whistle`: with no arguments, `serve` in the embedded default (SQLite file, demo
+//! district). Subcommands: `serve`, `migrate`, `district` (print ids to use) and `case …`
+//! (a gRPC client for people).
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use whistle_server::app::Application;
+use whistle_server::cli::{self, CaseCommand, ClientArgs};
+use whistle_server::config::{ServeArgs, Settings};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "whistle",
+    version,
+    about = "小区吹哨、部门报到 — complaint escalation with response-time commitments"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the server (the default when no subcommand is given).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(ServeArgs),
+    /// Print the district's categories and example locations, for reporting.
+    District(ServeArgs),
+    /// Act on cases through a running server's gRPC API.
+    Case {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: CaseCommand,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        match cli.command.unwrap_or(Cmd::Serve(ServeArgs::default())) {
+            Cmd::Serve(args) => serve(args).await,
+            Cmd::Migrate(args) => {
+                let settings = Settings::resolve(&args)?;
+                let store = whistle_store::Store::connect(&settings.store)
+                    .await
+                    .context("connecting to the store")?;
+                store.migrate().await.context("running migrations")?;
+                println!("migrations applied ({})", store.backend_name());
+                store.close().await;
+                Ok(())
+            }
+            Cmd::District(args) => {
+                let settings = Settings::resolve(&args)?;
+                print_district(&settings.district);
+                Ok(())
+            }
+            Cmd::Case { client, command } => cli::run(client, command).await,
+        }
+    })
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let settings = Settings::resolve(&args)?;
+    let demo = settings.demo_tokens.clone();
+    let data_dir = settings.data_dir.clone();
+    let district = settings.district.name.clone();
+    let app = Application::build(settings).await?;
+    let addr = app.local_addr();
+    println!("whistle: gRPC listening on {addr}");
+    println!("whistle: district {district}");
+    if let Some((tokens, created)) = demo {
+        println!(
+            "whistle: demo principals (tokens in {}{}):",
+            whistle_server::demo::tokens_path(&data_dir).display(),
+            if created { ", created now" } else { "" }
+        );
+        for (id, name, token) in &tokens {
+            println!("    {id:<15} {name}\n                    token {token}");
+        }
+        println!(
+            "whistle: try  whistle case report --as gw-lin --category leak_from_above --location hongqi-jiayuan-b1-u1 --description \"water through the ceiling\""
+        );
+    }
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
+
+fn print_district(d: &whistle_domain::District) {
+    println!("{} ({})", d.name, d.id);
+    println!("\ncategories (--category):");
+    for c in d.catalogue.categories.values() {
+        println!(
+            "  {:<22} {:<10} starts at {:<9} {:<9} {}",
+            c.code.0,
+            c.name_zh,
+            c.starts_at.as_str(),
+            c.policy.as_str(),
+            c.name_en
+        );
+    }
+    println!(
+        "\ncompounds (--location takes a compound, building `<compound>-b<N>` or unit `<compound>-b<N>-u<M>`):"
+    );
+    for n in d
+        .org
+        .nodes()
+        .filter(|n| n.kind == whistle_domain::OrgKind::Compound)
+    {
+        let buildings = d
+            .org
+            .nodes()
+            .filter(|b| b.parent.as_ref() == Some(&n.id))
+            .count();
+        println!("  {:<18} {} ({buildings} buildings)", n.id.0, n.name);
+    }
+    println!("\ndepartments (--department):");
+    for dep in d.departments.values() {
+        println!("  {:<10} {}", dep.id.0, dep.name);
+    }
+}
