@@ -1,0 +1,128 @@
+//! Crash safety with the real binary: a command acknowledged to the client survives
+//! SIGKILL of the server, and a retried report with the same idempotency key neither
+//! loses nor duplicates the case.
+
+use crate::both_backends;
+use crate::support::{Backend, Client};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use whistle_store::EventStore;
+
+both_backends!(sigkill_right_after_acknowledgement_loses_nothing);
+
+/// The real `whistle serve`, killed with SIGKILL when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(data_dir: &Path, url: &str) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_whistle"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // If this test process dies, the server must not outlive it.
+            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let printable = format!("{cmd:?}");
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {printable}: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("whistle: gRPC listening on ") {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("server did not report its address within 60 s: {printable}"));
+        Server {
+            child,
+            addr: addr.parse().expect("listen address"),
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token(data_dir: &PathBuf, id: &str) -> String {
+    whistle_server::demo::token_for(data_dir, id).expect("demo token")
+}
+
+async fn sigkill_right_after_acknowledgement_loses_nothing(b: Backend) {
+    let data_dir = b.data_dir();
+    let url = b.url();
+    let store = b.store().await;
+
+    let server = Server::start(&data_dir, &url);
+    let gw = Client::connect(server.addr, &token(&data_dir, "gw-lin")).await;
+    let wang = Client::connect(server.addr, &token(&data_dir, "h-wang")).await;
+    let first = gw
+        .report("leak_from_above", "hongqi-jiayuan-b3-u2", "ceiling dripping", "crash-key-1")
+        .await
+        .expect("report")
+        .ack
+        .expect("ack");
+    wang.ack(&first.case_id).await.expect("signed for");
+    let reported = gw
+        .report("corridor_clutter", "hongqi-jiayuan-b3-u1", "boxes on the stairs", "crash-key-2")
+        .await
+        .expect("report")
+        .ack
+        .expect("ack");
+    // Killed the instant the last acknowledgement reached the client.
+    server.kill();
+    assert_eq!(store.count_events().await.expect("count"), 3);
+
+    let server = Server::start(&data_dir, &url);
+    let gw = Client::connect(server.addr, &token(&data_dir, "gw-lin")).await;
+    let t = gw.timeline(&first.case_id).await;
+    let types: Vec<_> = t.entries.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["CaseReported", "CaseAcknowledged"]);
+    assert_eq!(t.entries[1].actor.as_ref().map(|a| a.principal_id.as_str()), Some("h-wang"));
+    assert_eq!(gw.get(&reported.case_id).await.expect("second case").version, 1);
+
+    // The client never saw an answer (say) and retries: same case, nothing added.
+    let retry = gw
+        .report("corridor_clutter", "hongqi-jiayuan-b3-u1", "boxes on the stairs", "crash-key-2")
+        .await
+        .expect("retry")
+        .ack
+        .expect("ack");
+    assert_eq!(retry.case_id, reported.case_id);
+    assert!(retry.replayed);
+    assert_eq!(store.count_events().await.expect("count"), 3);
+    drop(server);
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

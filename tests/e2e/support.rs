@@ -1,0 +1,320 @@
+//! Test harness: a backend per test (fresh PostgreSQL database or SQLite file), an
+//! in-process server bound to port 0 with known test tokens, and gRPC clients that act as
+//! a given principal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tonic::Request;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use whistle_api::{Principal, hash_token};
+use whistle_domain::{DepartmentId, PrincipalId, Role};
+use whistle_proto::v1 as pb;
+use whistle_proto::v1::case_handling_service_client::CaseHandlingServiceClient;
+use whistle_proto::v1::case_query_service_client::CaseQueryServiceClient;
+use whistle_proto::v1::intake_service_client::IntakeServiceClient;
+use whistle_server::app::Application;
+use whistle_server::config::{Settings, parse_district};
+use whistle_server::demo::DISTRICT_TOML;
+use whistle_store::testing::{PgTestDb, SqliteTestDb, test_config};
+use whistle_store::{EventStore, Store};
+
+/// Stamp out one `#[tokio::test]` per backend for an `async fn(Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(b) = $crate::support::Backend::postgres(concat!(module_path!(), "::postgres")).await {
+                    super::$name(b).await;
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::support::Backend::sqlite()).await;
+            }
+        }
+    )*};
+}
+
+/// Where a test's data lives; dropping it removes the database or file.
+pub enum Backend {
+    Postgres(PgTestDb),
+    Sqlite(SqliteTestDb),
+}
+
+impl Backend {
+    pub async fn postgres(test: &str) -> Option<Backend> {
+        PgTestDb::create(test).await.map(Backend::Postgres)
+    }
+
+    pub fn sqlite() -> Backend {
+        Backend::Sqlite(SqliteTestDb::new())
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Backend::Postgres(db) => db.url().to_string(),
+            Backend::Sqlite(db) => db.url().to_string(),
+        }
+    }
+
+    /// A separate store handle on the same data, for counting events behind the server.
+    pub async fn store(&self) -> Store {
+        match self {
+            Backend::Postgres(db) => db.store().await,
+            Backend::Sqlite(db) => db.store().await,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("whistle-e2e-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("temp data dir");
+        dir
+    }
+}
+
+/// Test principals: (id, role, department).
+pub const PRINCIPALS: &[(&str, Role, Option<&str>)] = &[
+    ("gw-lin", Role::GridWorker, None),
+    ("resident-zhang", Role::Resident, None),
+    ("resident-other", Role::Resident, None),
+    ("h-wang", Role::Handler, None),
+    ("h-li", Role::Handler, None),
+    ("h-chen", Role::Handler, None),
+    ("dept-fire", Role::Department, Some("fire")),
+    ("dept-gas", Role::Department, Some("gas")),
+    ("dept-housing", Role::Department, Some("housing")),
+    ("sup-dongfeng", Role::Supervisor, None),
+    ("admin", Role::Admin, None),
+];
+
+pub fn token(id: &str) -> String {
+    format!("test-token-{id}")
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub store: std::sync::Arc<Store>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub async fn spawn_app(backend: &Backend) -> TestApp {
+    let principals = PRINCIPALS
+        .iter()
+        .map(|(id, role, dept)| {
+            (
+                hash_token(&token(id)),
+                Principal {
+                    id: PrincipalId::new(*id),
+                    role: *role,
+                    department: dept.map(DepartmentId::new),
+                    name: id.to_string(),
+                },
+            )
+        })
+        .collect();
+    let settings = Settings {
+        data_dir: backend.data_dir(),
+        store: test_config(&backend.url()),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        district: parse_district(DISTRICT_TOML, "demo").expect("demo district"),
+        principals,
+        demo_tokens: None,
+    };
+    let app = Application::build(settings).await.expect("build app");
+    let addr = app.local_addr();
+    let store = app.state().store.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        store,
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub async fn client(&self, principal: &str) -> Client {
+        Client::connect(self.addr, &token(principal)).await
+    }
+
+    pub async fn event_count(&self) -> u64 {
+        self.store.count_events().await.expect("count events")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+/// A gRPC client acting as one principal.
+#[derive(Clone)]
+pub struct Client {
+    channel: Channel,
+    auth: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr, token: &str) -> Client {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+        Client {
+            channel,
+            auth: Some(format!("Bearer {token}").parse().expect("header")),
+        }
+    }
+
+    /// The same connection without any authorization header.
+    pub fn anonymous(&self) -> Client {
+        Client {
+            channel: self.channel.clone(),
+            auth: None,
+        }
+    }
+
+    pub fn req<T>(&self, msg: T) -> Request<T> {
+        let mut r = Request::new(msg);
+        if let Some(a) = &self.auth {
+            r.metadata_mut().insert("authorization", a.clone());
+        }
+        r
+    }
+
+    pub fn intake(&self) -> IntakeServiceClient<Channel> {
+        IntakeServiceClient::new(self.channel.clone())
+    }
+    pub fn handling(&self) -> CaseHandlingServiceClient<Channel> {
+        CaseHandlingServiceClient::new(self.channel.clone())
+    }
+    pub fn query(&self) -> CaseQueryServiceClient<Channel> {
+        CaseQueryServiceClient::new(self.channel.clone())
+    }
+
+    pub async fn report(
+        &self,
+        category: &str,
+        location: &str,
+        description: &str,
+        key: &str,
+    ) -> Result<pb::ReportCaseResponse, tonic::Status> {
+        self.intake()
+            .report_case(self.req(pb::ReportCaseRequest {
+                category: category.into(),
+                location: location.into(),
+                description: description.into(),
+                channel: 0,
+                urgency: 0,
+                idempotency_key: key.into(),
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn report_ok(&self, category: &str, location: &str) -> String {
+        self.report(category, location, "a problem that needs fixing", "")
+            .await
+            .expect("report")
+            .ack
+            .expect("ack")
+            .case_id
+    }
+
+    pub async fn ack(&self, case_id: &str) -> Result<pb::CommandAck, tonic::Status> {
+        self.handling()
+            .acknowledge_case(self.req(plain(case_id)))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn escalate(
+        &self,
+        case_id: &str,
+        expected_version: Option<u64>,
+    ) -> Result<pb::CommandAck, tonic::Status> {
+        self.handling()
+            .escalate_case(self.req(pb::ReasonRequest {
+                case_id: case_id.into(),
+                expected_version,
+                idempotency_key: String::new(),
+                reason: "beyond this rung".into(),
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn resolve(&self, case_id: &str) -> Result<pb::CommandAck, tonic::Status> {
+        self.handling()
+            .resolve_case(self.req(pb::ResolveCaseRequest {
+                case_id: case_id.into(),
+                expected_version: None,
+                idempotency_key: String::new(),
+                summary: "fixed".into(),
+                evidence: vec![pb::Evidence {
+                    url: "https://evidence.example/photo.jpg".into(),
+                    sha256: "ab".repeat(32),
+                }],
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn get(&self, case_id: &str) -> Result<pb::CaseView, tonic::Status> {
+        self.query()
+            .get_case(self.req(pb::GetCaseRequest {
+                case_id: case_id.into(),
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn timeline(&self, case_id: &str) -> pb::GetCaseTimelineResponse {
+        self.query()
+            .get_case_timeline(self.req(pb::GetCaseTimelineRequest {
+                case_id: case_id.into(),
+            }))
+            .await
+            .expect("timeline")
+            .into_inner()
+    }
+}
+
+pub fn plain(case_id: &str) -> pb::CaseCommandRequest {
+    pb::CaseCommandRequest {
+        case_id: case_id.into(),
+        expected_version: None,
+        idempotency_key: String::new(),
+    }
+}
+
+pub fn reason(case_id: &str, reason: &str) -> pb::ReasonRequest {
+    pb::ReasonRequest {
+        case_id: case_id.into(),
+        expected_version: None,
+        idempotency_key: String::new(),
+        reason: reason.into(),
+    }
+}
+
+pub fn department(id: &str) -> Option<pb::Handler> {
+    Some(pb::Handler {
+        kind: Some(pb::handler::Kind::DepartmentId(id.into())),
+    })
+}
+
+pub fn level(l: pb::Level) -> i32 {
+    l.into()
+}
