@@ -20,7 +20,12 @@ async fn grid_worker_handlers_and_resident_walk_a_case_up_the_ladder(b: Backend)
     let li = app.client("h-li").await;
 
     let r = gw
-        .report("leak_from_above", "hongqi-jiayuan-b2-u1", "water through the ceiling", "")
+        .report(
+            "leak_from_above",
+            "hongqi-jiayuan-b2-u1",
+            "water through the ceiling",
+            "",
+        )
         .await
         .expect("report");
     assert_eq!(r.level, level(pb::Level::Neighbour));
@@ -31,7 +36,10 @@ async fn grid_worker_handlers_and_resident_walk_a_case_up_the_ladder(b: Backend)
     // Another handler cannot resolve what Wang holds.
     let denied = li.resolve(&id).await.expect_err("not the holder");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
-    assert_eq!(wang.escalate(&id, Some(2)).await.expect("escalate").version, 3);
+    assert_eq!(
+        wang.escalate(&id, Some(2)).await.expect("escalate").version,
+        3
+    );
     li.ack(&id).await.expect("unit steward signs for it");
     li.handling()
         .arrive_on_site(li.req(plain(&id)))
@@ -57,7 +65,10 @@ async fn grid_worker_handlers_and_resident_walk_a_case_up_the_ladder(b: Backend)
 
     let t = gw.timeline(&id).await;
     let case = t.case.expect("case");
-    assert_eq!((case.status.as_str(), case.closure.as_str()), ("closed", "confirmed"));
+    assert_eq!(
+        (case.status.as_str(), case.closure.as_str()),
+        ("closed", "confirmed")
+    );
     assert_eq!(case.satisfaction, 5);
     let types: Vec<&str> = t.entries.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
@@ -77,7 +88,12 @@ async fn grid_worker_handlers_and_resident_walk_a_case_up_the_ladder(b: Backend)
         .iter()
         .map(|e| e.actor.as_ref().map_or("", |a| a.principal_id.as_str()))
         .collect();
-    assert_eq!(actors, ["gw-lin", "h-wang", "h-wang", "h-li", "h-li", "h-li", "gw-lin"]);
+    assert_eq!(
+        actors,
+        [
+            "gw-lin", "h-wang", "h-wang", "h-li", "h-li", "h-li", "gw-lin"
+        ]
+    );
     for (i, e) in t.entries.iter().enumerate() {
         assert_eq!(e.version, i as u64 + 1);
         assert!(e.occurred_at.is_some() && e.recorded_at.is_some());
@@ -193,7 +209,13 @@ async fn department_declines_and_dispatcher_reroutes(b: Backend) {
     let types: Vec<&str> = t.entries.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
         types,
-        ["CaseReported", "CaseAssigned", "CaseDeclined", "CaseAssigned", "CaseAcknowledged"]
+        [
+            "CaseReported",
+            "CaseAssigned",
+            "CaseDeclined",
+            "CaseAssigned",
+            "CaseAcknowledged"
+        ]
     );
     app.stop().await;
 }
@@ -215,9 +237,16 @@ async fn duplicate_is_merged_into_another_case(b: Backend) {
         }))
         .await
         .expect("merge");
-    assert_eq!(app.event_count().await, before + 2, "one event on each stream");
+    assert_eq!(
+        app.event_count().await,
+        before + 2,
+        "one event on each stream"
+    );
     let d = gw.get(&dup).await.expect("dup");
-    assert_eq!((d.status.as_str(), d.closure.as_str()), ("closed", "merged"));
+    assert_eq!(
+        (d.status.as_str(), d.closure.as_str()),
+        ("closed", "merged")
+    );
     assert_eq!(d.merged_into, first);
     let f = gw.get(&first).await.expect("first");
     assert_eq!(f.duplicate_case_ids, [dup.clone()]);
@@ -242,12 +271,22 @@ async fn idempotent_report_returns_original_case_and_adds_nothing(b: Backend) {
     let app = spawn_app(&b).await;
     let gw = app.client("gw-lin").await;
     let first = gw
-        .report("corridor_clutter", "binhe-xiaoqu-b4-u1", "bikes and boxes", "app-7f3a-0001")
+        .report(
+            "corridor_clutter",
+            "binhe-xiaoqu-b4-u1",
+            "bikes and boxes",
+            "app-7f3a-0001",
+        )
         .await
         .expect("report");
     let count = app.event_count().await;
     let retry = gw
-        .report("corridor_clutter", "binhe-xiaoqu-b4-u1", "bikes and boxes", "app-7f3a-0001")
+        .report(
+            "corridor_clutter",
+            "binhe-xiaoqu-b4-u1",
+            "bikes and boxes",
+            "app-7f3a-0001",
+        )
         .await
         .expect("retry");
     let (a, r) = (first.ack.expect("ack"), retry.ack.expect("ack"));
@@ -257,7 +296,12 @@ async fn idempotent_report_returns_original_case_and_adds_nothing(b: Backend) {
     assert_eq!(app.event_count().await, count, "the retry appended nothing");
     // The same key for a different request is refused, naming the field.
     let e = gw
-        .report("corridor_clutter", "binhe-xiaoqu-b4-u1", "something else", "app-7f3a-0001")
+        .report(
+            "corridor_clutter",
+            "binhe-xiaoqu-b4-u1",
+            "something else",
+            "app-7f3a-0001",
+        )
         .await
         .expect_err("key reuse");
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
@@ -265,7 +309,12 @@ async fn idempotent_report_returns_original_case_and_adds_nothing(b: Backend) {
     // Keys are per principal: another grid worker's identical key is independent.
     let other = app.client("resident-zhang").await;
     let o = other
-        .report("corridor_clutter", "binhe-xiaoqu-b4-u1", "bikes and boxes", "app-7f3a-0001")
+        .report(
+            "corridor_clutter",
+            "binhe-xiaoqu-b4-u1",
+            "bikes and boxes",
+            "app-7f3a-0001",
+        )
         .await
         .expect("other principal");
     assert_ne!(o.ack.expect("ack").case_id, a.case_id);
@@ -281,7 +330,12 @@ async fn health_is_served(b: Backend) {
         .await
         .expect("connect");
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    for service in ["whistle.v1.IntakeService", "whistle.v1.CaseHandlingService", "whistle.v1.CaseQueryService", ""] {
+    for service in [
+        "whistle.v1.IntakeService",
+        "whistle.v1.CaseHandlingService",
+        "whistle.v1.CaseQueryService",
+        "",
+    ] {
         let r = health
             .check(tonic_health::pb::HealthCheckRequest {
                 service: service.into(),

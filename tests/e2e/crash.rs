@@ -43,7 +43,9 @@ impl Server {
             }
         }
         let printable = format!("{cmd:?}");
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {printable}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {printable}: {e}"));
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -55,7 +57,9 @@ impl Server {
         });
         let addr = rx
             .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("server did not report its address within 60 s: {printable}"));
+            .unwrap_or_else(|_| {
+                panic!("server did not report its address within 60 s: {printable}")
+            });
         Server {
             child,
             addr: addr.parse().expect("listen address"),
@@ -88,14 +92,24 @@ async fn sigkill_right_after_acknowledgement_loses_nothing(b: Backend) {
     let gw = Client::connect(server.addr, &token(&data_dir, "gw-lin")).await;
     let wang = Client::connect(server.addr, &token(&data_dir, "h-wang")).await;
     let first = gw
-        .report("leak_from_above", "hongqi-jiayuan-b3-u2", "ceiling dripping", "crash-key-1")
+        .report(
+            "leak_from_above",
+            "hongqi-jiayuan-b3-u2",
+            "ceiling dripping",
+            "crash-key-1",
+        )
         .await
         .expect("report")
         .ack
         .expect("ack");
     wang.ack(&first.case_id).await.expect("signed for");
     let reported = gw
-        .report("corridor_clutter", "hongqi-jiayuan-b3-u1", "boxes on the stairs", "crash-key-2")
+        .report(
+            "corridor_clutter",
+            "hongqi-jiayuan-b3-u1",
+            "boxes on the stairs",
+            "crash-key-2",
+        )
         .await
         .expect("report")
         .ack
@@ -109,12 +123,26 @@ async fn sigkill_right_after_acknowledgement_loses_nothing(b: Backend) {
     let t = gw.timeline(&first.case_id).await;
     let types: Vec<_> = t.entries.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(types, ["CaseReported", "CaseAcknowledged"]);
-    assert_eq!(t.entries[1].actor.as_ref().map(|a| a.principal_id.as_str()), Some("h-wang"));
-    assert_eq!(gw.get(&reported.case_id).await.expect("second case").version, 1);
+    assert_eq!(
+        t.entries[1].actor.as_ref().map(|a| a.principal_id.as_str()),
+        Some("h-wang")
+    );
+    assert_eq!(
+        gw.get(&reported.case_id)
+            .await
+            .expect("second case")
+            .version,
+        1
+    );
 
     // The client never saw an answer (say) and retries: same case, nothing added.
     let retry = gw
-        .report("corridor_clutter", "hongqi-jiayuan-b3-u1", "boxes on the stairs", "crash-key-2")
+        .report(
+            "corridor_clutter",
+            "hongqi-jiayuan-b3-u1",
+            "boxes on the stairs",
+            "crash-key-2",
+        )
         .await
         .expect("retry")
         .ack
@@ -125,4 +153,97 @@ async fn sigkill_right_after_acknowledgement_loses_nothing(b: Backend) {
     drop(server);
     store.close().await;
     let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+mod database_outage {
+    use crate::support::{Backend, CuttableProxy, spawn_app_at};
+    use tonic::Code;
+    use whistle_store::EventStore;
+
+    /// PostgreSQL goes away under a running server: requests get UNAVAILABLE and write
+    /// nothing; when it comes back the same server serves again, and the client's retry
+    /// with its idempotency key reports the case exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(b) = Backend::postgres("crash::database_outage::postgres").await else {
+            return;
+        };
+        let url = b.url();
+        let upstream = "127.0.0.1:5432".parse().expect("addr");
+        let proxy = CuttableProxy::start(upstream).await;
+        let via_proxy = url.replacen("127.0.0.1:5432", &proxy.addr.to_string(), 1);
+        assert_ne!(
+            via_proxy, url,
+            "test database URL must name 127.0.0.1:5432: {url}"
+        );
+        let app = spawn_app_at(&b, &via_proxy).await;
+        let direct = b.store().await;
+        let gw = app.client("gw-lin").await;
+        gw.report_ok("sanitation", "binhe-xiaoqu").await;
+        assert_eq!(direct.count_events().await.expect("count"), 1);
+
+        proxy.cut().await;
+        for attempt in 0..3 {
+            let e = gw
+                .report(
+                    "sanitation",
+                    "binhe-xiaoqu-b2",
+                    "overflowing bins",
+                    "outage-1",
+                )
+                .await
+                .expect_err("database is away");
+            assert_eq!(e.code(), Code::Unavailable, "attempt {attempt}: {e:?}");
+            let e = gw
+                .get("01a20025-9a2b-764d-8c6b-310fc0c68a86")
+                .await
+                .expect_err("reads too");
+            assert_eq!(e.code(), Code::Unavailable, "attempt {attempt}: {e:?}");
+        }
+        assert_eq!(
+            direct.count_events().await.expect("count"),
+            1,
+            "nothing written"
+        );
+
+        proxy.restore();
+        let mut retried = None;
+        for _ in 0..50 {
+            match gw
+                .report(
+                    "sanitation",
+                    "binhe-xiaoqu-b2",
+                    "overflowing bins",
+                    "outage-1",
+                )
+                .await
+            {
+                Ok(r) => {
+                    retried = Some(r);
+                    break;
+                }
+                Err(e) if e.code() == Code::Unavailable => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        let retried = retried.expect("the server recovered by itself");
+        let again = gw
+            .report(
+                "sanitation",
+                "binhe-xiaoqu-b2",
+                "overflowing bins",
+                "outage-1",
+            )
+            .await
+            .expect("retry");
+        assert_eq!(
+            retried.ack.expect("ack").case_id,
+            again.ack.expect("ack").case_id
+        );
+        assert_eq!(direct.count_events().await.expect("count"), 2);
+        app.stop().await;
+        direct.close().await;
+    }
 }

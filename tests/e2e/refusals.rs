@@ -27,14 +27,62 @@ async fn invalid_reports_are_refused_with_the_field_named_and_log_unchanged(b: B
     let before = app.event_count().await;
     let huge = "漏".repeat(100 * 1024 / 3);
     let cases: Vec<(&str, &str, &str, &str, &str)> = vec![
-        ("unknown category", "no_such_category", "hongqi-jiayuan", "x", "category"),
-        ("malformed category", "bad category!", "hongqi-jiayuan", "x", "category"),
-        ("unknown compound", "sanitation", "no-such-compound", "x", "location"),
-        ("street is not a location", "sanitation", "dongfeng", "x", "location"),
-        ("empty description", "sanitation", "hongqi-jiayuan", "", "description"),
-        ("blank description", "sanitation", "hongqi-jiayuan", "  \n ", "description"),
-        ("100 KB description", "sanitation", "hongqi-jiayuan", &huge, "description"),
-        ("control characters", "sanitation", "hongqi-jiayuan", "bad\u{7}bell", "description"),
+        (
+            "unknown category",
+            "no_such_category",
+            "hongqi-jiayuan",
+            "x",
+            "category",
+        ),
+        (
+            "malformed category",
+            "bad category!",
+            "hongqi-jiayuan",
+            "x",
+            "category",
+        ),
+        (
+            "unknown compound",
+            "sanitation",
+            "no-such-compound",
+            "x",
+            "location",
+        ),
+        (
+            "street is not a location",
+            "sanitation",
+            "dongfeng",
+            "x",
+            "location",
+        ),
+        (
+            "empty description",
+            "sanitation",
+            "hongqi-jiayuan",
+            "",
+            "description",
+        ),
+        (
+            "blank description",
+            "sanitation",
+            "hongqi-jiayuan",
+            "  \n ",
+            "description",
+        ),
+        (
+            "100 KB description",
+            "sanitation",
+            "hongqi-jiayuan",
+            &huge,
+            "description",
+        ),
+        (
+            "control characters",
+            "sanitation",
+            "hongqi-jiayuan",
+            "bad\u{7}bell",
+            "description",
+        ),
     ];
     for (what, category, location, description, expected_field) in cases {
         let e = gw
@@ -43,7 +91,11 @@ async fn invalid_reports_are_refused_with_the_field_named_and_log_unchanged(b: B
             .expect_err(what);
         assert_eq!(e.code(), Code::InvalidArgument, "{what}: {e:?}");
         assert_eq!(field(&e), expected_field, "{what}: {e:?}");
-        assert!(e.message().starts_with(expected_field), "{what}: {}", e.message());
+        assert!(
+            e.message().starts_with(expected_field),
+            "{what}: {}",
+            e.message()
+        );
     }
     let e = gw
         .intake()
@@ -57,15 +109,24 @@ async fn invalid_reports_are_refused_with_the_field_named_and_log_unchanged(b: B
         }))
         .await
         .expect_err("bad channel");
-    assert_eq!((e.code(), field(&e).as_str()), (Code::InvalidArgument, "channel"));
+    assert_eq!(
+        (e.code(), field(&e).as_str()),
+        (Code::InvalidArgument, "channel")
+    );
     let e = gw
         .report("sanitation", "hongqi-jiayuan", "x", "has space")
         .await
         .expect_err("bad key");
-    assert_eq!((e.code(), field(&e).as_str()), (Code::InvalidArgument, "idempotency_key"));
+    assert_eq!(
+        (e.code(), field(&e).as_str()),
+        (Code::InvalidArgument, "idempotency_key")
+    );
     // Bad ids on case commands.
     let e = gw.get("not-a-uuid").await.expect_err("bad id");
-    assert_eq!((e.code(), field(&e).as_str()), (Code::InvalidArgument, "case_id"));
+    assert_eq!(
+        (e.code(), field(&e).as_str()),
+        (Code::InvalidArgument, "case_id")
+    );
     let e = gw
         .get("01a20025-9a2b-764d-8c6b-310fc0c68a86")
         .await
@@ -83,7 +144,11 @@ async fn invalid_reports_are_refused_with_the_field_named_and_log_unchanged(b: B
         .await
         .expect_err("unknown case");
     assert_eq!(e.code(), Code::NotFound);
-    assert_eq!(app.event_count().await, before, "refused requests wrote nothing");
+    assert_eq!(
+        app.event_count().await,
+        before,
+        "refused requests wrote nothing"
+    );
     app.stop().await;
 }
 
@@ -94,24 +159,39 @@ async fn authentication_and_roles_are_enforced_and_log_unchanged(b: Backend) {
     let before = app.event_count().await;
 
     let anon = gw.anonymous();
-    let e = anon.report("neighbour_noise", "heping-lijing", "x", "").await.expect_err("no token");
+    let e = anon
+        .report("neighbour_noise", "heping-lijing", "x", "")
+        .await
+        .expect_err("no token");
     assert_eq!(e.code(), Code::Unauthenticated);
     let e = anon.get(&id).await.expect_err("no token");
     assert_eq!(e.code(), Code::Unauthenticated);
     let forged = Client::connect(app.addr, "test-token-gw-lin-forged").await;
-    let e = forged.report("neighbour_noise", "heping-lijing", "x", "").await.expect_err("bad token");
+    let e = forged
+        .report("neighbour_noise", "heping-lijing", "x", "")
+        .await
+        .expect_err("bad token");
     assert_eq!(e.code(), Code::Unauthenticated);
     let e = forged.ack(&id).await.expect_err("bad token");
     assert_eq!(e.code(), Code::Unauthenticated);
 
     // Wrong role for the RPC.
     let fire = app.client("dept-fire").await;
-    let e = fire.report("neighbour_noise", "heping-lijing", "x", "").await.expect_err("department reporting");
+    let e = fire
+        .report("neighbour_noise", "heping-lijing", "x", "")
+        .await
+        .expect_err("department reporting");
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     let resident = app.client("resident-zhang").await;
-    let e = resident.ack(&id).await.expect_err("resident signing for a case");
+    let e = resident
+        .ack(&id)
+        .await
+        .expect_err("resident signing for a case");
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
-    let e = resident.escalate(&id, None).await.expect_err("resident escalating");
+    let e = resident
+        .escalate(&id, None)
+        .await
+        .expect_err("resident escalating");
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     let e = gw
         .handling()
@@ -134,7 +214,11 @@ async fn authentication_and_roles_are_enforced_and_log_unchanged(b: Backend) {
         .await
         .expect_err("not the reporter");
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
-    assert_eq!(app.event_count().await, before, "refused requests wrote nothing");
+    assert_eq!(
+        app.event_count().await,
+        before,
+        "refused requests wrote nothing"
+    );
     app.stop().await;
 }
 
@@ -150,9 +234,17 @@ async fn two_clients_escalating_at_the_same_version_one_wins_one_aborted(b: Back
         let results = [a, b];
         let ok = results.iter().filter(|r| r.is_ok()).count();
         let aborted: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-        assert_eq!(ok, 1, "round {round}: exactly one escalation succeeds: {results:?}");
+        assert_eq!(
+            ok, 1,
+            "round {round}: exactly one escalation succeeds: {results:?}"
+        );
         assert_eq!(aborted.len(), 1);
-        assert_eq!(aborted[0].code(), Code::Aborted, "round {round}: {:?}", aborted[0]);
+        assert_eq!(
+            aborted[0].code(),
+            Code::Aborted,
+            "round {round}: {:?}",
+            aborted[0]
+        );
         let case = gw.get(&id).await.expect("get");
         assert_eq!(case.version, v + 1);
         assert_eq!(case.level, i32::from(pb::Level::Unit), "one rung, not two");
@@ -165,7 +257,9 @@ async fn forbidden_transitions_are_failed_precondition(b: Backend) {
     let gw = app.client("gw-lin").await;
     let wang = app.client("h-wang").await;
     let sup = app.client("sup-dongfeng").await;
-    let id = gw.report_ok("neighbour_noise", "hongqi-jiayuan-b1-u1").await;
+    let id = gw
+        .report_ok("neighbour_noise", "hongqi-jiayuan-b1-u1")
+        .await;
     let before = app.event_count().await;
     let e = wang.resolve(&id).await.expect_err("resolve before signing");
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");

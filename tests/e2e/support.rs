@@ -69,7 +69,8 @@ impl Backend {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("whistle-e2e-{}", uuid::Uuid::now_v7().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("whistle-e2e-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).expect("temp data dir");
         dir
     }
@@ -102,6 +103,11 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app(backend: &Backend) -> TestApp {
+    spawn_app_at(backend, &backend.url()).await
+}
+
+/// Like [`spawn_app`], with the database reached through `url` (e.g. a proxy).
+pub async fn spawn_app_at(backend: &Backend, url: &str) -> TestApp {
     let principals = PRINCIPALS
         .iter()
         .map(|(id, role, dept)| {
@@ -118,7 +124,12 @@ pub async fn spawn_app(backend: &Backend) -> TestApp {
         .collect();
     let settings = Settings {
         data_dir: backend.data_dir(),
-        store: test_config(&backend.url()),
+        store: {
+            let mut cfg = test_config(url);
+            // Bounds how long a request waits while the database is away.
+            cfg.acquire_timeout = std::time::Duration::from_secs(2);
+            cfg
+        },
         listen: "127.0.0.1:0".parse().expect("addr"),
         district: parse_district(DISTRICT_TOML, "demo").expect("demo district"),
         principals,
@@ -317,4 +328,60 @@ pub fn department(id: &str) -> Option<pb::Handler> {
 
 pub fn level(l: pb::Level) -> i32 {
     l.into()
+}
+
+/// A TCP proxy in front of PostgreSQL that a test can cut (every connection dropped, new
+/// ones closed at once) and restore, to take the database away from a running server.
+pub struct CuttableProxy {
+    pub addr: SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<tokio::sync::Mutex<tokio::task::JoinSet<()>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl CuttableProxy {
+    pub async fn start(upstream: SocketAddr) -> CuttableProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns = std::sync::Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let (c, set) = (cut.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                set.lock().await.spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        });
+        CuttableProxy {
+            addr,
+            cut,
+            conns,
+            accept,
+        }
+    }
+
+    pub async fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.conns.lock().await.abort_all();
+    }
+
+    pub fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
 }
