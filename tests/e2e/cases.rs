@@ -249,7 +249,7 @@ async fn duplicate_is_merged_into_another_case(b: Backend) {
     );
     assert_eq!(d.merged_into, first);
     let f = gw.get(&first).await.expect("first");
-    assert_eq!(f.duplicate_case_ids, [dup.clone()]);
+    assert_eq!(f.duplicate_case_ids, std::slice::from_ref(&dup));
     // Merging into itself names the field; a closed case cannot be merged again.
     let e = chen
         .handling()

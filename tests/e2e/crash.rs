@@ -6,7 +6,7 @@ use crate::both_backends;
 use crate::support::{Backend, Client};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use whistle_store::EventStore;
@@ -79,7 +79,7 @@ impl Drop for Server {
     }
 }
 
-fn token(data_dir: &PathBuf, id: &str) -> String {
+fn token(data_dir: &Path, id: &str) -> String {
     whistle_server::demo::token_for(data_dir, id).expect("demo token")
 }
 
@@ -156,9 +156,10 @@ async fn sigkill_right_after_acknowledgement_loses_nothing(b: Backend) {
 }
 
 mod database_outage {
-    use crate::support::{Backend, CuttableProxy, spawn_app_at};
+    use crate::support::{Backend, spawn_app_at};
     use tonic::Code;
     use whistle_store::EventStore;
+    use whistle_store::testing::Proxy;
 
     /// PostgreSQL goes away under a running server: requests get UNAVAILABLE and write
     /// nothing; when it comes back the same server serves again, and the client's retry
@@ -170,8 +171,8 @@ mod database_outage {
         };
         let url = b.url();
         let upstream = "127.0.0.1:5432".parse().expect("addr");
-        let proxy = CuttableProxy::start(upstream).await;
-        let via_proxy = url.replacen("127.0.0.1:5432", &proxy.addr.to_string(), 1);
+        let mut proxy = Proxy::start(upstream).await;
+        let via_proxy = url.replacen("127.0.0.1:5432", &proxy.addr().to_string(), 1);
         assert_ne!(
             via_proxy, url,
             "test database URL must name 127.0.0.1:5432: {url}"
@@ -182,7 +183,7 @@ mod database_outage {
         gw.report_ok("sanitation", "binhe-xiaoqu").await;
         assert_eq!(direct.count_events().await.expect("count"), 1);
 
-        proxy.cut().await;
+        proxy.stop().await;
         for attempt in 0..3 {
             let e = gw
                 .report(
@@ -206,7 +207,7 @@ mod database_outage {
             "nothing written"
         );
 
-        proxy.restore();
+        proxy.restart().await;
         let mut retried = None;
         for _ in 0..50 {
             match gw

@@ -157,11 +157,11 @@ pub async fn execute(
     } else {
         fingerprint(format_args!("{case_id}|{expected_version:?}|{cmd:?}"))
     };
-    if let Some(key) = &idempotency_key {
-        if let Some(done) = replay(state, actor, key, &fp).await? {
-            tracing::info!("idempotent replay");
-            return Ok(done);
-        }
+    if let Some(key) = &idempotency_key
+        && let Some(done) = replay(state, actor, key, &fp).await?
+    {
+        tracing::info!("idempotent replay");
+        return Ok(done);
     }
     let current = if is_report {
         None
@@ -169,13 +169,13 @@ pub async fn execute(
         load(state, case_id).await?.state
     };
     let version = current.as_ref().map_or(0, |c| c.version);
-    if let Some(expected) = expected_version {
-        if expected != version {
-            return Err(ApiError::StaleVersion {
-                expected,
-                actual: version,
-            });
-        }
+    if let Some(expected) = expected_version
+        && expected != version
+    {
+        return Err(ApiError::StaleVersion {
+            expected,
+            actual: version,
+        });
     }
     let ctx = Ctx {
         district: &state.district,
@@ -269,10 +269,10 @@ pub async fn merge(
 ) -> Result<Outcome, ApiError> {
     check_role(actor, MergeCase::ALLOWED_ROLES, "MergeCase")?;
     let fp = fingerprint(format_args!("merge|{dup}|{expected_version:?}|{cmd:?}"));
-    if let Some(key) = &idempotency_key {
-        if let Some(done) = replay(state, actor, key, &fp).await? {
-            return Ok(done);
-        }
+    if let Some(key) = &idempotency_key
+        && let Some(done) = replay(state, actor, key, &fp).await?
+    {
+        return Ok(done);
     }
     let dup_state = load(state, dup).await?.state;
     let target_state = if cmd.into == dup {
@@ -281,13 +281,13 @@ pub async fn merge(
         load(state, cmd.into).await?.state
     };
     let dup_version = dup_state.as_ref().map_or(0, |c| c.version);
-    if let Some(expected) = expected_version {
-        if expected != dup_version {
-            return Err(ApiError::StaleVersion {
-                expected,
-                actual: dup_version,
-            });
-        }
+    if let Some(expected) = expected_version
+        && expected != dup_version
+    {
+        return Err(ApiError::StaleVersion {
+            expected,
+            actual: dup_version,
+        });
     }
     let ctx = Ctx {
         district: &state.district,

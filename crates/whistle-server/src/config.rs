@@ -72,9 +72,24 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub district: District,
     pub principals: Vec<(String, Principal)>,
-    /// Set when the demo principals are in use: (id, name, token), and whether the tokens
-    /// were just created (then they are printed).
-    pub demo_tokens: Option<(Vec<(String, String, String)>, bool)>,
+    /// Set when the demo principals are in use, so `serve` can show how to log in.
+    pub demo_tokens: Option<DemoLogins>,
+}
+
+/// The demo principals' tokens, shown at start.
+#[derive(Debug, Clone)]
+pub struct DemoLogins {
+    /// (principal id, display name, token)
+    pub logins: Vec<DemoLogin>,
+    /// The tokens were created by this start (a new data directory).
+    pub created: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DemoLogin {
+    pub id: String,
+    pub name: String,
+    pub token: String,
 }
 
 pub fn load_file(path: &Path) -> Result<FileConfig> {
@@ -169,9 +184,19 @@ impl Settings {
                     name: Some(p.name.clone()),
                     token_sha256: hash_token(token),
                 })?);
-                shown.push((p.id.clone(), p.name.clone(), token.clone()));
+                shown.push(DemoLogin {
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                    token: token.clone(),
+                });
             }
-            (out, Some((shown, created)))
+            (
+                out,
+                Some(DemoLogins {
+                    logins: shown,
+                    created,
+                }),
+            )
         } else {
             (
                 file.principals
@@ -182,10 +207,10 @@ impl Settings {
             )
         };
         for (_, p) in &principals {
-            if let Some(d) = &p.department {
-                if !district.departments.contains_key(d) {
-                    bail!("principal {}: unknown department {d}", p.id);
-                }
+            if let Some(d) = &p.department
+                && !district.departments.contains_key(d)
+            {
+                bail!("principal {}: unknown department {d}", p.id);
             }
         }
         Ok(Settings {

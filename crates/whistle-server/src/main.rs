@@ -91,14 +91,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let addr = app.local_addr();
     println!("whistle: gRPC listening on {addr}");
     println!("whistle: district {district}");
-    if let Some((tokens, created)) = demo {
+    if let Some(demo) = demo {
         println!(
             "whistle: demo principals (tokens in {}{}):",
             whistle_server::demo::tokens_path(&data_dir).display(),
-            if created { ", created now" } else { "" }
+            if demo.created { ", created now" } else { "" }
         );
-        for (id, name, token) in &tokens {
-            println!("    {id:<15} {name}\n                    token {token}");
+        for l in &demo.logins {
+            println!(
+                "    {:<15} {}\n                    token {}",
+                l.id, l.name, l.token
+            );
         }
         println!(
             "whistle: try  whistle case report --as gw-lin --category leak_from_above --location hongqi-jiayuan-b1-u1 --description \"water through the ceiling\""

@@ -13,8 +13,6 @@
 mod cases;
 #[path = "conformance/postgres_only.rs"]
 mod postgres_only;
-#[path = "conformance/proxy.rs"]
-mod proxy;
 #[path = "conformance/sqlite_only.rs"]
 mod sqlite_only;
 #[path = "conformance/support.rs"]

@@ -13,8 +13,8 @@ use tokio::task::JoinSet;
 use whistle_store::testing::{PgTestDb, test_config};
 use whistle_store::{AppendOutcome, EventStore, ExpectedVersion, Store, StoreError, StreamId};
 
-use crate::proxy::Proxy;
 use crate::support::{append_one, events, new_stream, read_everything, req};
+use whistle_store::testing::Proxy;
 
 const NODES: usize = 4;
 const WRITERS_PER_NODE: usize = 8;
