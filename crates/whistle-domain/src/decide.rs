@@ -303,15 +303,21 @@ fn on_case(case: &Case, cmd: &Command, ctx: &Ctx<'_>) -> Result<Vec<EventBody>, 
         }
         Command::Acknowledge => {
             not_paused()?;
-            let me = signer(actor, case.level)?;
+            // Whoever a dispatcher assigned the case to signs as that handler, even a district
+            // officer at ESCALATED taking over what no department accepted (兜底); otherwise
+            // the actor must be able to hold a case at this rung.
+            let me = match (&case.status, signer(actor, case.level)) {
+                (Status::Open(Stage::Assigned(h)), _) if holds(actor, h) => h.clone(),
+                (_, me) => me?,
+            };
             match open_stage()? {
                 Stage::Unassigned => {
-                    if let Handler::Department(d) = &me {
-                        if case.declined_by.contains(d) {
-                            return Err(DomainError::Forbidden(format!(
-                                "department {d} declined this case; a dispatcher must assign it again"
-                            )));
-                        }
+                    if let Handler::Department(d) = &me
+                        && case.declined_by.contains(d)
+                    {
+                        return Err(DomainError::Forbidden(format!(
+                            "department {d} declined this case; a dispatcher must assign it again"
+                        )));
                     }
                 }
                 Stage::Assigned(h) => {
@@ -488,7 +494,7 @@ fn on_case(case: &Case, cmd: &Command, ctx: &Ctx<'_>) -> Result<Vec<EventBody>, 
             let reason = required_text("reason", reason, MAX_REASON_CHARS)?;
             let stage = open_stage()?;
             not_paused()?;
-            steer_check(actor, stage)?;
+            steer_check(actor, case.level, stage)?;
             vec![EventBody::ClockPaused { reason }]
         }
         Command::Resume => {
@@ -498,7 +504,7 @@ fn on_case(case: &Case, cmd: &Command, ctx: &Ctx<'_>) -> Result<Vec<EventBody>, 
                 .as_ref()
                 .map(|p| p.since)
                 .ok_or_else(|| transition(name, case, "the clock is not paused"))?;
-            steer_check(actor, stage)?;
+            steer_check(actor, case.level, stage)?;
             vec![EventBody::ClockResumed {
                 paused_seconds: (ctx.now - since).whole_seconds().max(0),
             }]
@@ -515,7 +521,7 @@ fn on_case(case: &Case, cmd: &Command, ctx: &Ctx<'_>) -> Result<Vec<EventBody>, 
         Command::Reject { reason } => {
             let reason = required_text("reason", reason, MAX_REASON_CHARS)?;
             let stage = open_stage()?;
-            steer_check(actor, stage)?;
+            steer_check(actor, case.level, stage)?;
             vec![EventBody::CaseRejected { reason }]
         }
     };
@@ -523,15 +529,16 @@ fn on_case(case: &Case, cmd: &Command, ctx: &Ctx<'_>) -> Result<Vec<EventBody>, 
 }
 
 /// Pause, resume and reject: the holder, a handler of the rung while nobody holds it, or
-/// an overseer.
-fn steer_check(actor: &Actor, stage: &Stage) -> Result<(), DomainError> {
+/// an overseer. Handlers are the rungs below `ESCALATED`; an unheld `ESCALATED` case is the
+/// dispatcher's.
+fn steer_check(actor: &Actor, level: Level, stage: &Stage) -> Result<(), DomainError> {
     if oversees(actor) {
         return Ok(());
     }
     match stage.handler() {
         Some(h) if holds(actor, h) => Ok(()),
         Some(h) => Err(DomainError::Forbidden(format!("the case is held by {h}"))),
-        None if actor.role == Role::Handler => Ok(()),
+        None if actor.role == Role::Handler && level < Level::Escalated => Ok(()),
         None => Err(DomainError::Forbidden("nobody holds the case yet".into())),
     }
 }
