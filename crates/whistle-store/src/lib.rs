@@ -15,12 +15,17 @@
 //! positions become visible strictly in order, so `read_all(position > cursor)`
 //! never skips a row (see the `postgres` module).
 //!
+//! Catch-up readers outside the append path (the NATS relay) get durable
+//! checkpoints, a commit notification and a singleton lease from the
+//! `checkpoint` module.
+//!
 //! Modules: `types` (vocabulary), `error` ([`StoreError`] and the
 //! classification of database errors), `config`, `plan` (validation and the
 //! batch decision), `writer` (group commit), `postgres`, `sqlite`, `store`
 //! (the [`Store`] enum) and, behind the `testing` feature, `testing` (fresh
 //! databases for tests, shared with other crates' tests).
 
+mod checkpoint;
 mod config;
 mod error;
 mod plan;
@@ -33,9 +38,10 @@ mod writer;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use checkpoint::{Checkpoint, Singleton, singleton_key};
 pub use config::{GroupCommitConfig, StoreConfig};
 pub use error::StoreError;
-pub use postgres::{APPEND_LOCK_KEY, PgStore};
+pub use postgres::{APPEND_LOCK_KEY, COMMIT_CHANNEL, PgStore};
 pub use sqlite::SqliteStore;
 pub use store::Store;
 pub use types::{

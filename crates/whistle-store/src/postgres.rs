@@ -59,6 +59,10 @@ use crate::{EventStore, decode_u64};
 /// across processes ("whistle" in ASCII).
 pub const APPEND_LOCK_KEY: i64 = 0x0077_6869_7374_6C65;
 
+/// The NOTIFY channel every append batch signals with its last position, so
+/// followers on other nodes wake without waiting for their poll.
+pub const COMMIT_CHANNEL: &str = "whistle_events";
+
 /// How many times a batch that hit a broken pooled connection is attempted in
 /// all (the write pool holds one connection: one dead one, then a fresh one).
 /// A fresh connection that cannot be made fails with `PoolTimedOut`, which is
@@ -80,10 +84,15 @@ const READ_ALL_SQL: &str = "SELECT position, stream_id, version, event_id, event
 /// the writer task).
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    read: PgPool,
+    pub(crate) read: PgPool,
     read_attempts: usize,
     write: PgPool,
-    writer: Writer,
+    pub(crate) writer: Writer,
+    /// For dedicated sessions (singleton locks, LISTEN); see `crate::checkpoint`.
+    pub(crate) options: PgConnectOptions,
+    /// The LISTEN task feeding other processes' commits into the writer's
+    /// commit watch, started by the first `subscribe_commits`.
+    pub(crate) listener: std::sync::Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl PgStore {
@@ -103,7 +112,7 @@ impl PgStore {
             .max_connections(1)
             .acquire_timeout(cfg.acquire_timeout)
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         let writer = Writer::spawn(
             PgCommitter {
@@ -116,6 +125,8 @@ impl PgStore {
             read_attempts: cfg.max_connections.max(1) as usize + 1,
             write,
             writer,
+            options,
+            listener: Default::default(),
         })
     }
 
@@ -128,6 +139,7 @@ impl PgStore {
 
     /// Finishes the queued appends, stops the writer and closes the pools.
     pub async fn close(&self) {
+        crate::checkpoint::stop_listener(self);
         self.writer.shutdown().await;
         self.write.close().await;
         self.read.close().await;
@@ -425,6 +437,15 @@ async fn batch_transaction(
                 },
             );
         }
+    }
+    if let Some(last) = inserted.values().map(|i| i.position).max() {
+        // Wakes followers on other nodes (LISTEN whistle_events); delivered
+        // only if this transaction commits. One cheap statement per batch.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(COMMIT_CHANNEL)
+            .bind(last.to_string())
+            .execute(&mut *tx)
+            .await?;
     }
     let events = plan.rows.len() as u64;
     let resolved = plan.resolve(&inserted)?;

@@ -61,8 +61,8 @@ const SELECT_KEY_SQL: &str = "SELECT scope, key, fingerprint, stream_id, first_v
 /// the writer task).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    read: SqlitePool,
-    writer: Writer,
+    pub(crate) read: SqlitePool,
+    pub(crate) writer: Writer,
 }
 
 impl SqliteStore {

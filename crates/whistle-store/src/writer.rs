@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::config::GroupCommitConfig;
@@ -73,6 +73,9 @@ struct Stats {
 pub(crate) struct Writer {
     tx: mpsc::Sender<Msg>,
     stats: Arc<Stats>,
+    /// Last position committed by this writer (0 until the first commit); see
+    /// [`Writer::subscribe_commits`].
+    commits: watch::Sender<i64>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -89,8 +92,15 @@ impl Writer {
     pub(crate) fn spawn<C: BatchCommitter>(committer: C, cfg: GroupCommitConfig) -> Self {
         let (tx, rx) = mpsc::channel(cfg.queue_depth.max(1));
         let stats = Arc::new(Stats::default());
-        tokio::spawn(run(committer, rx, cfg.max_batch.max(1), Arc::clone(&stats)));
-        Writer { tx, stats }
+        let commits = watch::Sender::new(0);
+        tokio::spawn(run(
+            committer,
+            rx,
+            cfg.max_batch.max(1),
+            Arc::clone(&stats),
+            commits.clone(),
+        ));
+        Writer { tx, stats, commits }
     }
 
     /// Validates the unit, queues it and waits for the committed result.
@@ -113,6 +123,20 @@ impl Writer {
         }
     }
 
+    /// Wakes followers (relay, `WatchAssignments`): the value is the last
+    /// position this writer committed, sent after every COMMIT that wrote
+    /// events. A receiver only learns "something new is committed up to
+    /// here"; it still reads the log itself.
+    pub(crate) fn subscribe_commits(&self) -> watch::Receiver<i64> {
+        self.commits.subscribe()
+    }
+
+    /// The sender side, for a backend that learns of other processes'
+    /// commits (PostgreSQL LISTEN) and wakes the same followers.
+    pub(crate) fn commits(&self) -> &watch::Sender<i64> {
+        &self.commits
+    }
+
     pub(crate) fn stats(&self) -> StoreStats {
         StoreStats {
             batches: self.stats.batches.load(Ordering::Relaxed),
@@ -128,6 +152,7 @@ async fn run<C: BatchCommitter>(
     mut rx: mpsc::Receiver<Msg>,
     max_batch: usize,
     stats: Arc<Stats>,
+    commits: watch::Sender<i64>,
 ) {
     while let Some(msg) = rx.recv().await {
         let mut jobs = Vec::new();
@@ -150,7 +175,7 @@ async fn run<C: BatchCommitter>(
             }
         }
         if !jobs.is_empty() {
-            commit(&mut committer, jobs, &stats).await;
+            commit(&mut committer, jobs, &stats, &commits).await;
         }
         if let Some(done) = shutdown {
             rx.close();
@@ -171,7 +196,12 @@ async fn run<C: BatchCommitter>(
     tracing::debug!(backend = C::BACKEND, "event store writer stopped");
 }
 
-async fn commit<C: BatchCommitter>(committer: &mut C, jobs: Vec<Job>, stats: &Stats) {
+async fn commit<C: BatchCommitter>(
+    committer: &mut C,
+    jobs: Vec<Job>,
+    stats: &Stats,
+    commits: &watch::Sender<i64>,
+) {
     let (units, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|j| (j.unit, j.reply)).unzip();
     let requests: usize = units.iter().map(Vec::len).sum();
     let events: usize = units.iter().flatten().map(|r| r.events.len()).sum();
@@ -216,6 +246,9 @@ async fn commit<C: BatchCommitter>(committer: &mut C, jobs: Vec<Job>, stats: &St
         Ok(committed) => {
             span.record("written", committed.events);
             span.in_scope(|| tracing::debug!("batch committed"));
+            if committed.events > 0 {
+                notify_commit(commits, &committed.replies);
+            }
             for (reply, answer) in replies.into_iter().zip(committed.replies) {
                 let _ = reply.send(answer);
             }
@@ -226,6 +259,27 @@ async fn commit<C: BatchCommitter>(committer: &mut C, jobs: Vec<Job>, stats: &St
                 let _ = reply.send(Err(error.clone()));
             }
         }
+    }
+}
+
+/// Raises the commit watermark to the highest position the batch wrote. A
+/// cheap scan of the replies already in hand; never blocks the writer.
+fn notify_commit(commits: &watch::Sender<i64>, replies: &[UnitReply]) {
+    let last = replies
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .flatten()
+        .filter(|o| !o.is_duplicate())
+        .map(|o| o.appended().last_position)
+        .max();
+    if let Some(last) = last {
+        commits.send_if_modified(|seen| {
+            let newer = last > *seen;
+            if newer {
+                *seen = last;
+            }
+            newer
+        });
     }
 }
 
