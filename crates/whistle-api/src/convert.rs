@@ -286,6 +286,30 @@ pub fn summary(body: &EventBody) -> String {
         EventBody::CaseRejected { reason } => format!("rejected: {reason}"),
         EventBody::CaseMerged { into, reason } => format!("merged into {into}: {reason}"),
         EventBody::DuplicateMerged { duplicate } => format!("duplicate {duplicate} merged in"),
+        EventBody::MilestoneStarted {
+            milestone,
+            level,
+            deadline,
+            policy,
+            policy_version,
+            ..
+        } => format!(
+            "clock {milestone} started at {level}: due {} ({policy} v{policy_version})",
+            deadline.to_offset(time::macros::offset!(+8))
+        ),
+        EventBody::MilestoneMet { key, on_time } => {
+            format!("{key} met {}", if *on_time { "on time" } else { "late" })
+        }
+        EventBody::MilestoneWarned { key } => format!("{key} at risk"),
+        EventBody::MilestoneBreached { key } => format!("{key} breached"),
+        EventBody::MilestoneCancelled { key, reason } => format!("{key} stopped: {reason}"),
+        EventBody::DeadlineShifted {
+            key, paused_seconds, ..
+        } => format!("{key} moved {paused_seconds} s by the pause"),
+        EventBody::CaseTakenOver {
+            principal,
+            milestone,
+        } => format!("taken over by the district ({principal}): no department signed, {milestone} breached"),
     }
 }
 

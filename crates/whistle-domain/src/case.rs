@@ -4,7 +4,7 @@
 //! the case, a resolution always names who resolved it, and a closed case says why.
 
 use crate::catalogue::{Level, PolicyClass, Urgency};
-use crate::event::{Channel, Satisfaction};
+use crate::event::{BreachAction, Channel, ClockScope, Satisfaction};
 use crate::ids::{CaseId, CategoryCode, DepartmentId, GridId, OrgId, PrincipalId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -112,6 +112,53 @@ pub struct Pause {
     pub since: OffsetDateTime,
 }
 
+/// How a milestone clock ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClockOutcome {
+    Met { at: OffsetDateTime, on_time: bool },
+    Breached { at: OffsetDateTime },
+    Cancelled { at: OffsetDateTime },
+}
+
+/// A milestone clock of the case, as started by `MilestoneStarted`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MilestoneClock {
+    pub key: String,
+    pub milestone: String,
+    pub scope: ClockScope,
+    pub level: Level,
+    pub policy: String,
+    pub policy_version: u32,
+    pub target_seconds: i64,
+    pub calendar: String,
+    pub started_at: OffsetDateTime,
+    pub warn_at: OffsetDateTime,
+    pub deadline: OffsetDateTime,
+    /// Counted seconds added by pauses so far.
+    pub paused_seconds: i64,
+    pub on_breach: BreachAction,
+    pub warned: bool,
+    /// `None` while running.
+    pub outcome: Option<ClockOutcome>,
+}
+
+impl MilestoneClock {
+    pub fn is_running(&self) -> bool {
+        self.outcome.is_none()
+    }
+}
+
+/// A span during which one handler held the case at one rung: time held is charged to
+/// them (a department that declines keeps the time it held).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub handler: Handler,
+    pub level: Level,
+    pub from: OffsetDateTime,
+    /// `None` while the hold lasts.
+    pub to: Option<OffsetDateTime>,
+}
+
 /// A reported case.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Case {
@@ -144,6 +191,10 @@ pub struct Case {
     pub escalations: u32,
     pub reopen_count: u32,
     pub notes: u32,
+    /// Every milestone clock ever started, in order.
+    pub clocks: Vec<MilestoneClock>,
+    /// Who held the case when, in order.
+    pub holds: Vec<Hold>,
 }
 
 impl Case {
@@ -157,6 +208,14 @@ impl Case {
 
     pub fn is_closed(&self) -> bool {
         matches!(self.status, Status::Closed(_))
+    }
+
+    pub fn clock(&self, key: &str) -> Option<&MilestoneClock> {
+        self.clocks.iter().find(|c| c.key == key)
+    }
+
+    pub fn running_clocks(&self) -> impl Iterator<Item = &MilestoneClock> {
+        self.clocks.iter().filter(|c| c.is_running())
     }
 }
 

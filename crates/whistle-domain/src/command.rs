@@ -3,7 +3,7 @@
 
 use crate::case::Handler;
 use crate::catalogue::Urgency;
-use crate::event::{Channel, Evidence};
+use crate::event::{Channel, DeadlineKind, Evidence};
 use crate::ids::{CaseId, CategoryCode, OrgId};
 use crate::principal::Role;
 
@@ -47,10 +47,6 @@ pub enum Command {
     Escalate {
         reason: String,
     },
-    /// Move the case one rung up because a milestone deadline passed (system only).
-    EscalateOnBreach {
-        milestone: String,
-    },
     /// The holder hands the case to another handler at the same rung.
     Transfer {
         to: Handler,
@@ -70,6 +66,12 @@ pub enum Command {
     },
     Reject {
         reason: String,
+    },
+    /// The scheduler fires one instant of a milestone clock (system only). Stale fires
+    /// (the clock was met, moved or paused meanwhile) decide to nothing.
+    FireDeadline {
+        clock: String,
+        kind: DeadlineKind,
     },
 }
 
@@ -97,13 +99,13 @@ impl Command {
             Command::Confirm { .. } => "ConfirmResolution",
             Command::Reopen { .. } => "ReopenCase",
             Command::Escalate { .. } => "EscalateCase",
-            Command::EscalateOnBreach { .. } => "EscalateOnBreach",
             Command::Transfer { .. } => "TransferCase",
             Command::Decline { .. } => "DeclineCase",
             Command::Pause { .. } => "PauseClock",
             Command::Resume => "ResumeClock",
             Command::Withdraw { .. } => "WithdrawCase",
             Command::Reject { .. } => "RejectCase",
+            Command::FireDeadline { .. } => "FireDeadline",
         }
     }
 
@@ -125,7 +127,7 @@ impl Command {
                 &[Handler, Department]
             }
             Command::Escalate { .. } => &[Handler, Supervisor, Admin],
-            Command::EscalateOnBreach { .. } => &[System],
+            Command::FireDeadline { .. } => &[System],
             Command::Transfer { .. } => &[Handler, Department, Supervisor, Admin],
             Command::Decline { .. } => &[Department],
             Command::Pause { .. } | Command::Resume => &[Handler, Department, Supervisor, Admin],

@@ -10,7 +10,9 @@ use crate::catalogue::{Category, Level, PolicyClass, Urgency};
 use crate::command::{Command, MergeCase};
 use crate::district::District;
 use crate::error::DomainError;
-use crate::event::{EscalationCause, Event, EventBody, Satisfaction};
+use crate::event::{
+    BreachAction, ClockScope, DeadlineKind, EscalationCause, Event, EventBody, Satisfaction,
+};
 use crate::ids::is_valid_code;
 use crate::org::OrgKind;
 use crate::principal::{Actor, Role};
@@ -440,11 +442,6 @@ fn on_case(case: &Case, cmd: &Command, ctx: &Ctx<'_>) -> Result<Vec<EventBody>, 
             }
             escalate(case, name, EscalationCause::Requested { reason })?
         }
-        Command::EscalateOnBreach { milestone } => {
-            let milestone = required_text("milestone", milestone, 64)?;
-            open_stage()?;
-            escalate(case, name, EscalationCause::MilestoneBreached { milestone })?
-        }
         Command::Transfer { to, reason } => {
             let reason = required_text("reason", reason, MAX_REASON_CHARS)?;
             let from = open_stage()?.handler().cloned().ok_or_else(|| {
@@ -524,8 +521,69 @@ fn on_case(case: &Case, cmd: &Command, ctx: &Ctx<'_>) -> Result<Vec<EventBody>, 
             steer_check(actor, case.level, stage)?;
             vec![EventBody::CaseRejected { reason }]
         }
+        Command::FireDeadline { clock, kind } => fire(case, clock, *kind, ctx)?,
     };
     Ok(events)
+}
+
+/// One instant of a milestone clock fires. Nothing happens when it is stale: the clock
+/// ended, its deadline moved later, or the case is paused (resuming re-arms it).
+fn fire(
+    case: &Case,
+    key: &str,
+    kind: DeadlineKind,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<EventBody>, DomainError> {
+    let Some(clock) = case.clock(key).filter(|c| c.is_running()) else {
+        return Ok(vec![]);
+    };
+    if case.paused.is_some() {
+        return Ok(vec![]);
+    }
+    match kind {
+        DeadlineKind::Warn => {
+            if clock.warned || ctx.now < clock.warn_at {
+                return Ok(vec![]);
+            }
+            Ok(vec![EventBody::MilestoneWarned {
+                key: clock.key.clone(),
+            }])
+        }
+        DeadlineKind::Breach => {
+            if ctx.now < clock.deadline {
+                return Ok(vec![]);
+            }
+            let mut out = vec![EventBody::MilestoneBreached {
+                key: clock.key.clone(),
+            }];
+            let holds_rung = clock.scope == ClockScope::Rung && clock.level == case.level;
+            let unsigned = matches!(
+                case.status,
+                Status::Open(Stage::Unassigned | Stage::Assigned(_))
+            );
+            if clock.on_breach == BreachAction::Escalate && holds_rung && case.paused.is_none() {
+                match case.level.next() {
+                    Some(to) => out.push(EventBody::CaseEscalated {
+                        from: case.level,
+                        to,
+                        cause: EscalationCause::MilestoneBreached {
+                            milestone: clock.milestone.clone(),
+                        },
+                    }),
+                    None if unsigned => {
+                        if let Some(principal) = &ctx.district.takeover_principal {
+                            out.push(EventBody::CaseTakenOver {
+                                principal: principal.clone(),
+                                milestone: clock.milestone.clone(),
+                            });
+                        }
+                    }
+                    None => {}
+                }
+            }
+            Ok(out)
+        }
+    }
 }
 
 /// Pause, resume and reject: the holder, a handler of the rung while nobody holds it, or

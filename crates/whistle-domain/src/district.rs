@@ -4,8 +4,9 @@
 //! domain can trust.
 
 use crate::catalogue::{Catalogue, Category};
-use crate::ids::{CategoryCode, DepartmentId, GridId, OrgId, is_valid_code};
+use crate::ids::{CategoryCode, DepartmentId, GridId, OrgId, PrincipalId, is_valid_code};
 use crate::org::{Grid, OrgKind, OrgNode, OrgTree};
+use crate::routing::RosterEntry;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -49,6 +50,12 @@ pub struct DistrictSpec {
     pub categories: Vec<Category>,
     #[serde(default)]
     pub departments: Vec<Department>,
+    /// Who handles each rung where (routing below `ESCALATED`).
+    #[serde(default)]
+    pub roster: Vec<RosterEntry>,
+    /// The district officer who takes over a case no department signs for in time (兜底).
+    #[serde(default)]
+    pub takeover_principal: Option<PrincipalId>,
 }
 
 /// A validated district.
@@ -59,6 +66,8 @@ pub struct District {
     pub org: OrgTree,
     pub catalogue: Catalogue,
     pub departments: BTreeMap<DepartmentId, Department>,
+    pub roster: Vec<RosterEntry>,
+    pub takeover_principal: Option<PrincipalId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +96,12 @@ pub enum DistrictError {
     },
     #[error("the catalogue is empty")]
     EmptyCatalogue,
+    #[error("roster entry for {principal} at {level}: {reason}")]
+    BadRoster {
+        principal: String,
+        level: &'static str,
+        reason: String,
+    },
 }
 
 impl District {
@@ -229,9 +244,29 @@ impl District {
             departments.insert(d.id.clone(), d);
         }
 
+        for r in &spec.roster {
+            let bad = |reason: String| DistrictError::BadRoster {
+                principal: r.principal.0.clone(),
+                level: r.level.as_str(),
+                reason,
+            };
+            if r.level == crate::catalogue::Level::Escalated {
+                return Err(bad(
+                    "ESCALATED is routed to departments, not a roster".into()
+                ));
+            }
+            if !nodes.contains_key(&r.org) {
+                return Err(bad(format!("unknown org node {}", r.org)));
+            }
+            if !is_valid_code(r.principal.as_str()) {
+                return Err(DistrictError::InvalidCode(r.principal.0.clone()));
+            }
+        }
         Ok(District {
             id: spec.id,
             name: spec.name,
+            roster: spec.roster,
+            takeover_principal: spec.takeover_principal,
             org: OrgTree {
                 nodes,
                 grids,

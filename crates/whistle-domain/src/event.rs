@@ -4,7 +4,7 @@
 
 use crate::case::Handler;
 use crate::catalogue::{Level, PolicyClass, Urgency};
-use crate::ids::{CaseId, CategoryCode, DepartmentId, GridId, OrgId};
+use crate::ids::{CaseId, CategoryCode, DepartmentId, GridId, OrgId, PrincipalId};
 use crate::principal::Actor;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -83,6 +83,45 @@ pub enum EscalationCause {
     Requested { reason: String },
     /// A milestone deadline passed (automatic escalation).
     MilestoneBreached { milestone: String },
+}
+
+/// Which clock a milestone runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockScope {
+    /// Restarts at each rung: what the current handler is held to.
+    Rung,
+    /// Runs from the report and never restarts: what the resident experiences.
+    Case,
+}
+
+/// What happens when a milestone's deadline passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreachAction {
+    /// Move the case one rung up; at `ESCALATED` the district takes it over (兜底).
+    Escalate,
+    /// Record the breach for supervisors and dashboards.
+    Notify,
+    /// Record nothing beyond the breach itself.
+    None,
+}
+
+/// The two instants a running milestone can fire at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadlineKind {
+    Warn,
+    Breach,
+}
+
+impl DeadlineKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DeadlineKind::Warn => "warn",
+            DeadlineKind::Breach => "breach",
+        }
+    }
 }
 
 /// What happened. Each variant is one event type; the tag is the event type name stored
@@ -169,6 +208,54 @@ pub enum EventBody {
     DuplicateMerged {
         duplicate: CaseId,
     },
+    /// A milestone clock started, pinned to the policy version in force: its deadlines
+    /// are facts from here on, and a later policy change does not rewrite them.
+    MilestoneStarted {
+        /// Unique within the case: `<milestone>@<level>#<n>`.
+        key: String,
+        milestone: String,
+        scope: ClockScope,
+        level: Level,
+        policy: String,
+        policy_version: u32,
+        target_seconds: i64,
+        calendar: String,
+        #[serde(with = "time::serde::rfc3339")]
+        warn_at: OffsetDateTime,
+        #[serde(with = "time::serde::rfc3339")]
+        deadline: OffsetDateTime,
+        on_breach: BreachAction,
+    },
+    MilestoneMet {
+        key: String,
+        on_time: bool,
+    },
+    MilestoneWarned {
+        key: String,
+    },
+    MilestoneBreached {
+        key: String,
+    },
+    /// The clock stopped without being met: the rung was left or the case closed.
+    MilestoneCancelled {
+        key: String,
+        reason: String,
+    },
+    /// A pause moved a running milestone's deadlines (audited).
+    DeadlineShifted {
+        key: String,
+        /// Counted (calendar) seconds the pause added.
+        paused_seconds: i64,
+        #[serde(with = "time::serde::rfc3339")]
+        warn_at: OffsetDateTime,
+        #[serde(with = "time::serde::rfc3339")]
+        deadline: OffsetDateTime,
+    },
+    /// No department signed for the case in time: the district takes it over (兜底).
+    CaseTakenOver {
+        principal: PrincipalId,
+        milestone: String,
+    },
 }
 
 impl EventBody {
@@ -192,6 +279,13 @@ impl EventBody {
             EventBody::CaseRejected { .. } => "CaseRejected",
             EventBody::CaseMerged { .. } => "CaseMerged",
             EventBody::DuplicateMerged { .. } => "DuplicateMerged",
+            EventBody::MilestoneStarted { .. } => "MilestoneStarted",
+            EventBody::MilestoneMet { .. } => "MilestoneMet",
+            EventBody::MilestoneWarned { .. } => "MilestoneWarned",
+            EventBody::MilestoneBreached { .. } => "MilestoneBreached",
+            EventBody::MilestoneCancelled { .. } => "MilestoneCancelled",
+            EventBody::DeadlineShifted { .. } => "DeadlineShifted",
+            EventBody::CaseTakenOver { .. } => "CaseTakenOver",
         }
     }
 }

@@ -2,7 +2,9 @@
 //! is total: it never fails and never consults anything but the state and the event.
 //! Replaying a stream always yields the same state.
 
-use crate::case::{Case, CaseState, Closure, Pause, Stage, Status};
+use crate::case::{
+    Case, CaseState, ClockOutcome, Closure, Handler, Hold, MilestoneClock, Pause, Stage, Status,
+};
 use crate::event::{Event, EventBody};
 
 pub fn evolve(state: CaseState, event: &Event) -> CaseState {
@@ -45,6 +47,8 @@ pub fn evolve(state: CaseState, event: &Event) -> CaseState {
                 escalations: 0,
                 reopen_count: 0,
                 notes: 0,
+                clocks: Vec::new(),
+                holds: Vec::new(),
             }),
             // A stream that does not begin with a report has no case in it.
             _ => None,
@@ -53,10 +57,12 @@ pub fn evolve(state: CaseState, event: &Event) -> CaseState {
     case.version += 1;
     match &event.body {
         EventBody::CaseReported { .. } => {}
-        EventBody::CaseAssigned { handler, .. } => {
+        EventBody::CaseAssigned { handler, level } => {
+            hold(&mut case, handler, *level, at);
             case.status = Status::Open(Stage::Assigned(handler.clone()));
         }
-        EventBody::CaseAcknowledged { handler, .. } => {
+        EventBody::CaseAcknowledged { handler, level } => {
+            hold(&mut case, handler, *level, at);
             case.status = Status::Open(Stage::Acknowledged(handler.clone()));
         }
         EventBody::ArrivedOnSite { handler, .. } => {
@@ -64,6 +70,7 @@ pub fn evolve(state: CaseState, event: &Event) -> CaseState {
         }
         EventBody::NoteAdded { .. } => case.notes += 1,
         EventBody::CaseResolved { handler, .. } => {
+            release(&mut case, at);
             case.status = Status::Resolved {
                 by: handler.clone(),
             };
@@ -82,7 +89,12 @@ pub fn evolve(state: CaseState, event: &Event) -> CaseState {
             // Whoever resolved it must sign for it again; a case closed otherwise goes back
             // to the rung's queue.
             let stage = match &case.status {
-                Status::Resolved { by } => Stage::Assigned(by.clone()),
+                Status::Resolved { by } => {
+                    let by = by.clone();
+                    let level = case.level;
+                    hold(&mut case, &by, level, at);
+                    Stage::Assigned(by)
+                }
                 _ => Stage::Unassigned,
             };
             case.status = Status::Open(stage);
@@ -91,14 +103,17 @@ pub fn evolve(state: CaseState, event: &Event) -> CaseState {
             case.reopen_count += 1;
         }
         EventBody::CaseEscalated { to, .. } => {
+            release(&mut case, at);
             case.level = *to;
             case.status = Status::Open(Stage::Unassigned);
             case.escalations += 1;
         }
-        EventBody::CaseTransferred { to, .. } => {
+        EventBody::CaseTransferred { to, level, .. } => {
+            hold(&mut case, to, *level, at);
             case.status = Status::Open(Stage::Assigned(to.clone()));
         }
         EventBody::CaseDeclined { department, .. } => {
+            release(&mut case, at);
             if !case.declined_by.contains(department) {
                 case.declined_by.push(department.clone());
             }
@@ -119,11 +134,117 @@ pub fn evolve(state: CaseState, event: &Event) -> CaseState {
                 case.duplicates.push(*duplicate);
             }
         }
+        EventBody::MilestoneStarted {
+            key,
+            milestone,
+            scope,
+            level,
+            policy,
+            policy_version,
+            target_seconds,
+            calendar,
+            warn_at,
+            deadline,
+            on_breach,
+        } => case.clocks.push(MilestoneClock {
+            key: key.clone(),
+            milestone: milestone.clone(),
+            scope: *scope,
+            level: *level,
+            policy: policy.clone(),
+            policy_version: *policy_version,
+            target_seconds: *target_seconds,
+            calendar: calendar.clone(),
+            started_at: at,
+            warn_at: *warn_at,
+            deadline: *deadline,
+            paused_seconds: 0,
+            on_breach: *on_breach,
+            warned: false,
+            outcome: None,
+        }),
+        EventBody::MilestoneMet { key, on_time } => {
+            end_clock(
+                &mut case,
+                key,
+                ClockOutcome::Met {
+                    at,
+                    on_time: *on_time,
+                },
+            );
+        }
+        EventBody::MilestoneWarned { key } => {
+            if let Some(c) = case.clocks.iter_mut().find(|c| &c.key == key) {
+                c.warned = true;
+            }
+        }
+        EventBody::MilestoneBreached { key } => {
+            end_clock(&mut case, key, ClockOutcome::Breached { at });
+        }
+        EventBody::MilestoneCancelled { key, .. } => {
+            end_clock(&mut case, key, ClockOutcome::Cancelled { at });
+        }
+        EventBody::DeadlineShifted {
+            key,
+            paused_seconds,
+            warn_at,
+            deadline,
+        } => {
+            if let Some(c) = case.clocks.iter_mut().find(|c| &c.key == key) {
+                c.paused_seconds += paused_seconds;
+                c.warn_at = *warn_at;
+                c.deadline = *deadline;
+            }
+        }
+        EventBody::CaseTakenOver { principal, .. } => {
+            let handler = Handler::Principal(principal.clone());
+            let level = case.level;
+            hold(&mut case, &handler, level, at);
+            case.status = Status::Open(Stage::Assigned(handler));
+        }
     }
     Some(case)
 }
 
+/// Start charging time to `handler`, unless they already hold the case at this rung.
+fn hold(case: &mut Case, handler: &Handler, level: crate::Level, at: time::OffsetDateTime) {
+    if let Some(h) = case.holds.last()
+        && h.to.is_none()
+        && &h.handler == handler
+        && h.level == level
+    {
+        return;
+    }
+    release(case, at);
+    case.holds.push(Hold {
+        handler: handler.clone(),
+        level,
+        from: at,
+        to: None,
+    });
+}
+
+/// Stop charging time to whoever holds the case.
+fn release(case: &mut Case, at: time::OffsetDateTime) {
+    if let Some(h) = case.holds.last_mut()
+        && h.to.is_none()
+    {
+        h.to = Some(at);
+    }
+}
+
+fn end_clock(case: &mut Case, key: &str, outcome: ClockOutcome) {
+    if let Some(c) = case
+        .clocks
+        .iter_mut()
+        .find(|c| c.key == key && c.outcome.is_none())
+    {
+        c.outcome = Some(outcome);
+    }
+}
+
 fn close(case: &mut Case, closure: Closure, at: time::OffsetDateTime) {
+    release(case, at);
     case.status = Status::Closed(closure);
     case.paused = None;
     case.closed_at = Some(at);

@@ -11,6 +11,8 @@ mod events;
 mod fixtures;
 #[path = "domain/properties.rs"]
 mod properties;
+#[path = "domain/sla.rs"]
+mod sla;
 #[path = "domain/transitions.rs"]
 mod transitions;
 #[path = "domain/triage.rs"]

@@ -111,6 +111,43 @@ fn samples() -> Vec<EventBody> {
             level: Level::Neighbour,
             fast_channel: false,
         },
+        EventBody::MilestoneStarted {
+            key: "respond@neighbour#1".into(),
+            milestone: "respond".into(),
+            scope: whistle_domain::ClockScope::Rung,
+            level: Level::Neighbour,
+            policy: "83012-routine".into(),
+            policy_version: 3,
+            target_seconds: 480,
+            calendar: "24x7".into(),
+            warn_at: T0 + time::Duration::seconds(360),
+            deadline: T0 + time::Duration::seconds(480),
+            on_breach: whistle_domain::BreachAction::Escalate,
+        },
+        EventBody::MilestoneMet {
+            key: "respond@neighbour#1".into(),
+            on_time: true,
+        },
+        EventBody::MilestoneWarned {
+            key: "respond@unit#3".into(),
+        },
+        EventBody::MilestoneBreached {
+            key: "respond@unit#3".into(),
+        },
+        EventBody::MilestoneCancelled {
+            key: "on_site@unit#4".into(),
+            reason: "rung left".into(),
+        },
+        EventBody::DeadlineShifted {
+            key: "resolve@neighbour#2".into(),
+            paused_seconds: 1200,
+            warn_at: T0 + time::Duration::hours(18),
+            deadline: T0 + time::Duration::hours(24) + time::Duration::minutes(20),
+        },
+        EventBody::CaseTakenOver {
+            principal: whistle_domain::PrincipalId::new("district-duty"),
+            milestone: "respond".into(),
+        },
     ]
 }
 
@@ -133,9 +170,16 @@ fn variant(b: &EventBody) -> usize {
         EventBody::CaseRejected { .. } => 14,
         EventBody::CaseMerged { .. } => 15,
         EventBody::DuplicateMerged { .. } => 16,
+        EventBody::MilestoneStarted { .. } => 17,
+        EventBody::MilestoneMet { .. } => 18,
+        EventBody::MilestoneWarned { .. } => 19,
+        EventBody::MilestoneBreached { .. } => 20,
+        EventBody::MilestoneCancelled { .. } => 21,
+        EventBody::DeadlineShifted { .. } => 22,
+        EventBody::CaseTakenOver { .. } => 23,
     }
 }
-const VARIANTS: usize = 17;
+const VARIANTS: usize = 24;
 
 #[test]
 fn every_event_body_round_trips_and_is_tagged_with_its_type() {

@@ -142,6 +142,8 @@ pub fn spec() -> DistrictSpec {
             department(DEPT_GAS, &[GAS], &[CP1]),
             department(DEPT_CHENGGUAN, &[BUILD, FIRE, MARKET], &[CP1]),
         ],
+        roster: vec![],
+        takeover_principal: None,
     }
 }
 
@@ -292,8 +294,9 @@ pub fn escalate() -> Command {
     }
 }
 pub fn breach() -> Command {
-    Command::EscalateOnBreach {
-        milestone: "respond".into(),
+    Command::FireDeadline {
+        clock: "respond@neighbour#1".into(),
+        kind: whistle_domain::DeadlineKind::Breach,
     }
 }
 pub fn transfer(to: Handler) -> Command {

@@ -144,7 +144,7 @@ fn command() -> impl Strategy<Value = Command> {
         4 => (satisfaction(), text()).prop_map(|(satisfaction, comment)| Command::Confirm { satisfaction, comment }),
         3 => text().prop_map(|reason| Command::Reopen { reason }),
         3 => text().prop_map(|reason| Command::Escalate { reason }),
-        2 => prop_oneof![Just("respond".to_string()), text()].prop_map(|milestone| Command::EscalateOnBreach { milestone }),
+        2 => prop_oneof![Just("respond@neighbour#1".to_string()), text()].prop_map(|clock| Command::FireDeadline { clock, kind: whistle_domain::DeadlineKind::Breach }),
         2 => (handler(), text()).prop_map(|(to, reason)| Command::Transfer { to, reason }),
         3 => text().prop_map(|reason| Command::Decline { reason }),
         2 => text().prop_map(|reason| Command::Pause { reason }),
@@ -450,7 +450,11 @@ proptest! {
             prop_assert_eq!(&redecide(s, &district), &s.result);
             match &s.result {
                 Ok(evs) => {
-                    prop_assert!(!evs.is_empty(), "an accepted command yields an event");
+                    // Only a stale deadline fire decides to nothing.
+                    prop_assert!(
+                        !evs.is_empty() || matches!(s.op, Op::Cmd(Command::FireDeadline { .. })),
+                        "an accepted command yields an event"
+                    );
                     for e in evs {
                         prop_assert_eq!(&e.actor, &s.actor);
                         prop_assert_eq!(e.occurred_at, s.now);
@@ -611,7 +615,7 @@ proptest! {
             Command::Assign { handler: Handler::Principal(whistle_domain::PrincipalId::new(principal.clone())) },
             Command::Transfer { to: Handler::Department(whistle_domain::DepartmentId::new(principal)), reason: reason.clone() },
             Command::Escalate { reason: reason.clone() },
-            Command::EscalateOnBreach { milestone: reason.clone() },
+            Command::FireDeadline { clock: reason.clone(), kind: whistle_domain::DeadlineKind::Warn },
             Command::Decline { reason: reason.clone() },
             Command::Reopen { reason },
         ];

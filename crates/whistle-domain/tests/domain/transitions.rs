@@ -273,15 +273,9 @@ fn table() -> Vec<Row> {
         row("escalate: empty reason", acked_h1, h1(), Command::Escalate { reason: "".into() }, Invalid("reason")),
         row("escalate: 1001-char reason", acked_h1, h1(), Command::Escalate { reason: long(1001) }, Invalid("reason")),
 
-        // ---- EscalateOnBreach ------------------------------------------------------
-        row("breach: unassigned", unassigned, system(), breach(), ok(&["CaseEscalated"]))
-            .then(|c| assert_eq!(c.level, Level::Unit)),
-        row("breach: acknowledged", acked_h1, system(), breach(), ok(&["CaseEscalated"])),
-        row("breach: at ESCALATED", esc_unassigned, system(), breach(), Transition),
-        row("breach: while paused", paused_acked_h1, system(), breach(), Transition),
-        row("breach: resolved", resolved_h1, system(), breach(), Transition),
-        row("breach: empty milestone", unassigned, system(), Command::EscalateOnBreach { milestone: "".into() }, Invalid("milestone")),
-        row("breach: 65-char milestone", unassigned, system(), Command::EscalateOnBreach { milestone: "m".repeat(65) }, Invalid("milestone")),
+        // ---- FireDeadline (clock behaviour: see the sla module) ---------------------
+        row("fire: no such clock is stale, nothing happens", unassigned, system(), breach(), ok(&[])),
+        row("fire: by a handler", unassigned, h1(), breach(), Forbidden),
 
         // ---- TransferCase ----------------------------------------------------------
         row("transfer: holder", acked_h1, h1(), transfer(hp("h-2")), ok(&["CaseTransferred"]))
@@ -510,7 +504,7 @@ fn transition_table_covers_every_command() {
             | Command::Confirm { .. }
             | Command::Reopen { .. }
             | Command::Escalate { .. }
-            | Command::EscalateOnBreach { .. }
+            | Command::FireDeadline { .. }
             | Command::Transfer { .. }
             | Command::Decline { .. }
             | Command::Pause { .. }
@@ -540,7 +534,7 @@ fn expected_roles(cmd: &Command) -> &'static [Role] {
         Command::Confirm { .. } => &[Resident, GridWorker],
         Command::Reopen { .. } => &[Resident, GridWorker, Supervisor, Admin],
         Command::Escalate { .. } => &[Handler, Supervisor, Admin],
-        Command::EscalateOnBreach { .. } => &[System],
+        Command::FireDeadline { .. } => &[System],
         Command::Transfer { .. } => &[Handler, Department, Supervisor, Admin],
         Command::Decline { .. } => &[Department],
         Command::Pause { .. } | Command::Resume => &[Handler, Department, Supervisor, Admin],
@@ -784,31 +778,6 @@ fn escalation_climbs_one_rung_at_a_time() {
     }
     assert_eq!(sim.case().escalations, 3);
     assert_eq!(outcome(&sim.apply(&supervisor(), &escalate())), Transition);
-    assert_eq!(outcome(&sim.apply(&system(), &breach())), Transition);
-}
-
-#[test]
-fn breach_escalation_records_the_milestone() {
-    let mut sim = Sim::at_unit();
-    let events = sim
-        .apply(
-            &system(),
-            &Command::EscalateOnBreach {
-                milestone: "  on_site ".into(),
-            },
-        )
-        .unwrap();
-    assert_eq!(
-        events[0].body,
-        whistle_domain::EventBody::CaseEscalated {
-            from: Level::Unit,
-            to: Level::Branch,
-            cause: whistle_domain::EscalationCause::MilestoneBreached {
-                milestone: "on_site".into()
-            },
-        }
-    );
-    assert_eq!(events[0].actor, system());
 }
 
 #[test]
