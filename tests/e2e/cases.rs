@@ -1,7 +1,7 @@
 //! Whole case lifecycles over gRPC, on both backends.
 
 use crate::both_backends;
-use crate::support::{Backend, department, level, plain, reason, spawn_app};
+use crate::support::{Backend, case_events, department, level, plain, reason, spawn_app};
 use whistle_proto::v1 as pb;
 
 both_backends!(
@@ -32,14 +32,22 @@ async fn grid_worker_handlers_and_resident_walk_a_case_up_the_ladder(b: Backend)
     assert!(!r.fast_channel);
     let id = r.ack.expect("ack").case_id;
 
-    assert_eq!(wang.ack(&id).await.expect("ack").version, 2);
+    // The roster routed it to Wang, the building's party-member household.
+    let routed = gw.get(&id).await.expect("get");
+    assert_eq!(
+        routed.handler.and_then(|h| h.kind),
+        Some(pb::handler::Kind::PrincipalId("h-wang".into()))
+    );
+    let signed = wang.ack(&id).await.expect("ack");
+    assert!(signed.version > routed.version);
     // Another handler cannot resolve what Wang holds.
     let denied = li.resolve(&id).await.expect_err("not the holder");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
-    assert_eq!(
-        wang.escalate(&id, Some(2)).await.expect("escalate").version,
-        3
-    );
+    let escalated = wang
+        .escalate(&id, Some(signed.version))
+        .await
+        .expect("escalate");
+    assert!(escalated.version > signed.version);
     li.ack(&id).await.expect("unit steward signs for it");
     li.handling()
         .arrive_on_site(li.req(plain(&id)))
@@ -50,10 +58,8 @@ async fn grid_worker_handlers_and_resident_walk_a_case_up_the_ladder(b: Backend)
     assert_eq!(v.status, "resolved");
     assert_eq!(v.level, level(pb::Level::Unit));
 
-    let resident = app.client("gw-lin").await;
-    resident
-        .intake()
-        .confirm_resolution(resident.req(pb::ConfirmResolutionRequest {
+    gw.intake()
+        .confirm_resolution(gw.req(pb::ConfirmResolutionRequest {
             case_id: id.clone(),
             expected_version: None,
             idempotency_key: String::new(),
@@ -64,19 +70,20 @@ async fn grid_worker_handlers_and_resident_walk_a_case_up_the_ladder(b: Backend)
         .expect("confirm");
 
     let t = gw.timeline(&id).await;
-    let case = t.case.expect("case");
+    let case = t.case.clone().expect("case");
     assert_eq!(
         (case.status.as_str(), case.closure.as_str()),
         ("closed", "confirmed")
     );
     assert_eq!(case.satisfaction, 5);
-    let types: Vec<&str> = t.entries.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
-        types,
+        case_events(&t),
         [
             "CaseReported",
+            "CaseAssigned",
             "CaseAcknowledged",
             "CaseEscalated",
+            "CaseAssigned",
             "CaseAcknowledged",
             "ArrivedOnSite",
             "CaseResolved",
@@ -86,28 +93,36 @@ async fn grid_worker_handlers_and_resident_walk_a_case_up_the_ladder(b: Backend)
     let actors: Vec<&str> = t
         .entries
         .iter()
+        .filter(|e| !e.event_type.starts_with("Milestone"))
         .map(|e| e.actor.as_ref().map_or("", |a| a.principal_id.as_str()))
         .collect();
     assert_eq!(
         actors,
         [
-            "gw-lin", "h-wang", "h-wang", "h-li", "h-li", "h-li", "gw-lin"
+            "gw-lin", "system", "h-wang", "h-wang", "system", "h-li", "h-li", "h-li", "gw-lin"
         ]
     );
+    // The clocks: respond met at both rungs, on site met, the resident's resolve met.
+    let met = t
+        .entries
+        .iter()
+        .filter(|e| e.event_type == "MilestoneMet")
+        .count();
+    assert_eq!(met, 4);
     for (i, e) in t.entries.iter().enumerate() {
         assert_eq!(e.version, i as u64 + 1);
         assert!(e.occurred_at.is_some() && e.recorded_at.is_some());
         assert!(!e.summary.is_empty());
     }
     assert!(t.entries.windows(2).all(|w| w[0].position < w[1].position));
-    assert_eq!(app.event_count().await, 7);
+    assert_eq!(app.event_count().await, t.entries.len() as u64);
     app.stop().await;
 }
 
 async fn urgent_case_takes_fast_channel_and_department_signs_for_it(b: Backend) {
     let app = spawn_app(&b).await;
     let gw = app.client("gw-lin").await;
-    let fire = app.client("dept-fire").await;
+    let housing = app.client("dept-housing").await;
     let gas = app.client("dept-gas").await;
 
     // A lift fault normally starts at BRANCH; someone trapped makes it urgent.
@@ -129,8 +144,9 @@ async fn urgent_case_takes_fast_channel_and_department_signs_for_it(b: Backend) 
     assert_eq!(r.policy_class, i32::from(pb::PolicyClass::Urgent));
     let id = r.ack.expect("ack").case_id;
 
-    // The first department to sign leads (首接负责); a second one cannot take it over.
-    fire.ack(&id).await.expect("fire brigade signs for it");
+    // Dispatched to the owner of lift faults; the first department to sign leads
+    // (首接负责) and a second one cannot take it over.
+    housing.ack(&id).await.expect("housing bureau signs for it");
     let e = gas.ack(&id).await.expect_err("already signed");
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
     // Departments act only at ESCALATED, handlers only below.
@@ -138,16 +154,17 @@ async fn urgent_case_takes_fast_channel_and_department_signs_for_it(b: Backend) 
     let e = h.resolve(&id).await.expect_err("handler at ESCALATED");
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
 
-    fire.handling()
-        .arrive_on_site(fire.req(plain(&id)))
+    housing
+        .handling()
+        .arrive_on_site(housing.req(plain(&id)))
         .await
         .expect("on site");
-    fire.resolve(&id).await.expect("resolve");
+    housing.resolve(&id).await.expect("resolve");
     let v = gw.get(&id).await.expect("get");
     assert_eq!(v.status, "resolved");
     assert_eq!(
         v.handler.and_then(|h| h.kind),
-        Some(pb::handler::Kind::DepartmentId("fire".into()))
+        Some(pb::handler::Kind::DepartmentId("housing".into()))
     );
     app.stop().await;
 }
@@ -206,12 +223,12 @@ async fn department_declines_and_dispatcher_reroutes(b: Backend) {
         .expect("re-route to housing");
     housing.ack(&id).await.expect("housing signs for it");
     let t = gw.timeline(&id).await;
-    let types: Vec<&str> = t.entries.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
-        types,
+        case_events(&t),
         [
             "CaseReported",
-            "CaseAssigned",
+            "CaseAssigned", // routing: housing owns property certificates
+            "CaseAssigned", // the dispatcher sends it to fire instead
             "CaseDeclined",
             "CaseAssigned",
             "CaseAcknowledged"
@@ -230,17 +247,33 @@ async fn duplicate_is_merged_into_another_case(b: Backend) {
     chen.handling()
         .merge_case(chen.req(pb::MergeCaseRequest {
             case_id: dup.clone(),
-            expected_version: Some(1),
+            expected_version: Some(gw.get(&dup).await.expect("dup").version),
             idempotency_key: "merge-1".into(),
             into_case_id: first.clone(),
             reason: "same blocked lane".into(),
         }))
         .await
         .expect("merge");
+    let dup_t = gw.timeline(&dup).await;
+    assert_eq!(case_events(&dup_t).last(), Some(&"CaseMerged"));
+    let after_merge: Vec<&str> = dup_t
+        .entries
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .skip_while(|t| *t != "CaseMerged")
+        .skip(1)
+        .collect();
+    assert!(
+        !after_merge.is_empty() && after_merge.iter().all(|t| *t == "MilestoneCancelled"),
+        "merging stops the duplicate's clocks: {after_merge:?}"
+    );
+    let first_t = gw.timeline(&first).await;
+    assert_eq!(case_events(&first_t).last(), Some(&"DuplicateMerged"));
+    assert!(app.event_count().await > before);
     assert_eq!(
         app.event_count().await,
-        before + 2,
-        "one event on each stream"
+        (dup_t.entries.len() + first_t.entries.len()) as u64,
+        "the merge wrote only to the two streams"
     );
     let d = gw.get(&dup).await.expect("dup");
     assert_eq!(
@@ -317,8 +350,10 @@ async fn idempotent_report_returns_original_case_and_adds_nothing(b: Backend) {
         )
         .await
         .expect("other principal");
-    assert_ne!(o.ack.expect("ack").case_id, a.case_id);
-    assert_eq!(app.event_count().await, count + 1);
+    let other_id = o.ack.expect("ack").case_id;
+    assert_ne!(other_id, a.case_id);
+    let other_events = gw.timeline(&other_id).await.entries.len() as u64;
+    assert_eq!(app.event_count().await, count + other_events);
     app.stop().await;
 }
 

@@ -87,6 +87,7 @@ pub const PRINCIPALS: &[(&str, Role, Option<&str>)] = &[
     ("dept-fire", Role::Department, Some("fire")),
     ("dept-gas", Role::Department, Some("gas")),
     ("dept-housing", Role::Department, Some("housing")),
+    ("district-duty", Role::Handler, None),
     ("sup-dongfeng", Role::Supervisor, None),
     ("admin", Role::Admin, None),
 ];
@@ -108,6 +109,18 @@ pub async fn spawn_app(backend: &Backend) -> TestApp {
 
 /// Like [`spawn_app`], with the database reached through `url` (e.g. a proxy).
 pub async fn spawn_app_at(backend: &Backend, url: &str) -> TestApp {
+    spawn_app_with(backend, url, AppOptions::default()).await
+}
+
+/// Test knobs: virtual time and the deadline scheduler (off unless asked for, so that
+/// tests not about deadlines never race one).
+#[derive(Default, Clone)]
+pub struct AppOptions {
+    pub clock: Option<whistle_api::ManualClock>,
+    pub scheduler: bool,
+}
+
+pub async fn spawn_app_with(backend: &Backend, url: &str, opts: AppOptions) -> TestApp {
     let principals = PRINCIPALS
         .iter()
         .map(|(id, role, dept)| {
@@ -132,10 +145,23 @@ pub async fn spawn_app_at(backend: &Backend, url: &str) -> TestApp {
         },
         listen: "127.0.0.1:0".parse().expect("addr"),
         district: parse_district(DISTRICT_TOML, "demo").expect("demo district"),
+        sla: whistle_server::config::sla_preset("83012").expect("preset"),
+        scheduler: opts
+            .scheduler
+            .then(|| whistle_api::scheduler::SchedulerConfig {
+                poll: std::time::Duration::from_millis(20),
+                ..Default::default()
+            }),
         principals,
         demo_tokens: None,
     };
-    let app = Application::build(settings).await.expect("build app");
+    let clock: std::sync::Arc<dyn whistle_api::Clock> = match opts.clock {
+        Some(c) => std::sync::Arc::new(c),
+        None => std::sync::Arc::new(whistle_api::SystemClock),
+    };
+    let app = Application::build_with_clock(settings, clock)
+        .await
+        .expect("build app");
     let addr = app.local_addr();
     let store = app.state().store.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -328,4 +354,14 @@ pub fn department(id: &str) -> Option<pb::Handler> {
 
 pub fn level(l: pb::Level) -> i32 {
     l.into()
+}
+
+/// Event types of a timeline without the SLA clock bookkeeping (milestones started,
+/// met, cancelled, shifted), which tests about case handling do not pin.
+pub fn case_events(t: &pb::GetCaseTimelineResponse) -> Vec<&str> {
+    t.entries
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .filter(|t| !t.starts_with("Milestone") && *t != "DeadlineShifted")
+        .collect()
 }

@@ -199,29 +199,10 @@ pub fn case_view(c: &Case) -> pb::CaseView {
     }
 }
 
-/// Decode a stored event into a domain event.
+/// Decode a stored event into a domain event (the one decoder lives in
+/// `whistle_bus::route`, shared with the relay).
 pub fn decode(rec: &RecordedEvent) -> Result<Event, ApiError> {
-    let body: EventBody = serde_json::from_value(rec.payload.clone()).map_err(|e| {
-        ApiError::Corrupt(format!(
-            "{} at position {}: {e}",
-            rec.event_id, rec.position
-        ))
-    })?;
-    let role = Role::parse(&rec.actor_role).ok_or_else(|| {
-        ApiError::Corrupt(format!(
-            "{}: unknown actor role {:?}",
-            rec.event_id, rec.actor_role
-        ))
-    })?;
-    Ok(Event {
-        actor: whistle_domain::Actor {
-            principal: PrincipalId(rec.actor_id.clone()),
-            role,
-            department: None,
-        },
-        occurred_at: rec.occurred_at,
-        body,
-    })
+    whistle_bus::decode(rec).map_err(|e| ApiError::Corrupt(e.to_string()))
 }
 
 /// One human line per event, for timelines and the CLI.
@@ -304,12 +285,16 @@ pub fn summary(body: &EventBody) -> String {
         EventBody::MilestoneBreached { key } => format!("{key} breached"),
         EventBody::MilestoneCancelled { key, reason } => format!("{key} stopped: {reason}"),
         EventBody::DeadlineShifted {
-            key, paused_seconds, ..
+            key,
+            paused_seconds,
+            ..
         } => format!("{key} moved {paused_seconds} s by the pause"),
         EventBody::CaseTakenOver {
             principal,
             milestone,
-        } => format!("taken over by the district ({principal}): no department signed, {milestone} breached"),
+        } => format!(
+            "taken over by the district ({principal}): no department signed, {milestone} breached"
+        ),
     }
 }
 

@@ -11,8 +11,10 @@
 pub mod auth;
 pub mod clock;
 pub mod convert;
+pub mod departments;
 pub mod error;
 pub mod pipeline;
+pub mod scheduler;
 pub mod server;
 pub mod services;
 

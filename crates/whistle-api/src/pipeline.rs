@@ -7,12 +7,13 @@ use crate::error::ApiError;
 use crate::server::AppState;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+use whistle_domain::sla::deadline_ops;
 use whistle_domain::{
-    Actor, Case, CaseId, CaseState, Command, Ctx, Event, MergeCase, decide, decide_merge, evolve,
+    Actor, Case, CaseId, CaseState, Command, Ctx, Event, MergeCase, evolve, process, process_merge,
 };
 use whistle_store::{
-    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, IdempotencyKey, NewEvent,
-    RecordedEvent, StreamId,
+    AppendOutcome, AppendRequest, DeadlineChange, EventStore, ExpectedVersion, IdempotencyKey,
+    NewEvent, RecordedEvent, StreamId,
 };
 
 /// What a successful command returns.
@@ -22,6 +23,9 @@ pub struct Outcome {
     pub recorded_at: OffsetDateTime,
     /// The original result of an earlier request with the same idempotency key.
     pub replayed: bool,
+    /// This call appended events (false for replays and for commands that decided to
+    /// nothing, such as a stale deadline fire).
+    pub appended: bool,
 }
 
 /// A case folded from its stream, with the stored records (for timelines).
@@ -89,6 +93,17 @@ fn to_new_events(events: &[Event]) -> Result<Vec<NewEvent>, ApiError> {
         .collect()
 }
 
+/// The deadline rows the events imply, for the store to write in the same transaction.
+fn deadline_changes(events: &[Event]) -> Vec<DeadlineChange> {
+    deadline_ops(events)
+        .into_iter()
+        .map(|op| DeadlineChange {
+            key: op.key,
+            due_at: op.due,
+        })
+        .collect()
+}
+
 fn expected(version: u64) -> ExpectedVersion {
     if version == 0 {
         ExpectedVersion::NoStream
@@ -136,6 +151,7 @@ async fn replay(
         case,
         recorded_at: rec.appended.recorded_at,
         replayed: true,
+        appended: false,
     }))
 }
 
@@ -182,7 +198,17 @@ pub async fn execute(
         actor,
         now: state.clock.now(),
     };
-    let events = decide(&current, &cmd, &ctx)?;
+    let events = process(&current, &cmd, &ctx, &state.sla)?;
+    if events.is_empty() {
+        // Nothing happens (a stale deadline fire): nothing to append.
+        let case = current.ok_or_else(|| ApiError::Corrupt("no case and no events".into()))?;
+        return Ok(Outcome {
+            recorded_at: ctx.now,
+            case,
+            replayed: false,
+            appended: false,
+        });
+    }
     let request = AppendRequest {
         stream: stream_of(case_id),
         expected: expected(version),
@@ -192,6 +218,7 @@ pub async fn execute(
             key,
             fingerprint: fp,
         }),
+        deadlines: deadline_changes(&events),
     };
     let outcome = state
         .store
@@ -215,6 +242,7 @@ pub async fn execute(
                 case,
                 recorded_at: a.recorded_at,
                 replayed: false,
+                appended: true,
             })
         }
         AppendOutcome::Duplicate(a) => {
@@ -231,6 +259,7 @@ pub async fn execute(
                 case,
                 recorded_at: a.recorded_at,
                 replayed: true,
+                appended: false,
             })
         }
     }
@@ -294,7 +323,8 @@ pub async fn merge(
         actor,
         now: state.clock.now(),
     };
-    let (dup_events, target_events) = decide_merge(&dup_state, &target_state, &cmd, &ctx)?;
+    let (dup_events, target_events) =
+        process_merge(&dup_state, &target_state, &cmd, &ctx, &state.sla)?;
     let target_version = target_state.as_ref().map_or(0, |c| c.version);
     let unit = vec![
         AppendRequest {
@@ -306,12 +336,14 @@ pub async fn merge(
                 key,
                 fingerprint: fp,
             }),
+            deadlines: deadline_changes(&dup_events),
         },
         AppendRequest {
             stream: stream_of(cmd.into),
             expected: expected(target_version),
             events: to_new_events(&target_events)?,
             idempotency: None,
+            deadlines: deadline_changes(&target_events),
         },
     ];
     let outcomes = state.store.append(unit).await?;
@@ -332,5 +364,6 @@ pub async fn merge(
         case,
         recorded_at,
         replayed,
+        appended: !replayed,
     })
 }

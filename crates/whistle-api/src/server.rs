@@ -4,15 +4,17 @@
 
 use crate::auth::TokenAuthenticator;
 use crate::clock::Clock;
+use crate::departments::Departments;
 use crate::services::{CaseHandling, CaseQuery, Intake};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use whistle_domain::District;
+use whistle_domain::{District, SlaBook};
 use whistle_proto::v1::case_handling_service_server::CaseHandlingServiceServer;
 use whistle_proto::v1::case_query_service_server::CaseQueryServiceServer;
+use whistle_proto::v1::department_service_server::DepartmentServiceServer;
 use whistle_proto::v1::intake_service_server::IntakeServiceServer;
 use whistle_store::Store;
 
@@ -26,6 +28,8 @@ pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 pub struct AppState {
     pub store: Arc<Store>,
     pub district: Arc<District>,
+    /// SLA policies, rules and calendars in force (every version kept).
+    pub sla: Arc<SlaBook>,
     pub auth: Arc<TokenAuthenticator>,
     pub clock: Arc<dyn Clock>,
 }
@@ -54,6 +58,9 @@ pub async fn serve(
     health_reporter
         .set_serving::<CaseQueryServiceServer<CaseQuery>>()
         .await;
+    health_reporter
+        .set_serving::<DepartmentServiceServer<Departments>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(whistle_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -70,6 +77,10 @@ pub async fn serve(
         )
         .add_service(
             CaseHandlingServiceServer::new(CaseHandling(state.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            DepartmentServiceServer::new(Departments(state.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use whistle_api::scheduler::{self, SchedulerConfig};
 use whistle_api::{AppState, Clock, SystemClock, TokenAuthenticator};
 use whistle_store::Store;
 
@@ -15,6 +16,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     addr: SocketAddr,
+    scheduler: Option<SchedulerConfig>,
 }
 
 impl Application {
@@ -44,9 +46,11 @@ impl Application {
         Ok(Application {
             listener,
             addr,
+            scheduler: settings.scheduler,
             state: AppState {
                 store: Arc::new(store),
                 district: Arc::new(settings.district),
+                sla: Arc::new(settings.sla),
                 auth: Arc::new(TokenAuthenticator::new(settings.principals)),
                 clock,
             },
@@ -61,12 +65,22 @@ impl Application {
         &self.state
     }
 
+    /// Serve gRPC and run the deadline scheduler (when configured) until `shutdown`.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let store = self.state.store.clone();
-        whistle_api::serve(self.listener, self.state, shutdown)
-            .await
-            .context("serving gRPC")?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let scheduler = self.scheduler.map(|cfg| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(scheduler::run(self.state.clone(), cfg, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }))
+        });
+        let served = whistle_api::serve(self.listener, self.state, shutdown).await;
+        let _ = stop.send(true);
+        if let Some(task) = scheduler {
+            let _ = task.await;
+        }
         store.close().await;
-        Ok(())
+        served.context("serving gRPC")
     }
 }

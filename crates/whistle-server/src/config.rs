@@ -9,8 +9,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use whistle_api::scheduler::SchedulerConfig;
 use whistle_api::{Principal, hash_token};
-use whistle_domain::{DepartmentId, District, DistrictSpec, PrincipalId, Role};
+use whistle_domain::{DepartmentId, District, DistrictSpec, PrincipalId, Role, SlaBook, SlaSpec};
 use whistle_store::StoreConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -25,6 +26,12 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// A district file in the format of the bundled `demo/district.toml`.
     pub district_file: Option<PathBuf>,
+    /// An SLA file (policies, rules, calendars) in the format of the shipped presets.
+    pub sla_file: Option<PathBuf>,
+    /// A shipped SLA preset: `83012` (default) or `beijing-12345`.
+    pub sla_preset: Option<String>,
+    /// Run the deadline scheduler in this process (default true).
+    pub scheduler: Option<bool>,
     pub max_connections: Option<u32>,
     /// Seconds a request waits for a database connection before `UNAVAILABLE`.
     pub acquire_timeout_secs: Option<u64>,
@@ -63,6 +70,9 @@ pub struct ServeArgs {
     /// District file (org tree, catalogue, departments) [default: the bundled demo district].
     #[arg(long, env = "WHISTLE_DISTRICT")]
     pub district: Option<PathBuf>,
+    /// SLA file (policies, rules, calendars) [default: the shipped 83012 preset].
+    #[arg(long, env = "WHISTLE_SLA")]
+    pub sla: Option<PathBuf>,
 }
 
 /// Fully resolved settings.
@@ -71,6 +81,9 @@ pub struct Settings {
     pub store: StoreConfig,
     pub listen: SocketAddr,
     pub district: District,
+    pub sla: SlaBook,
+    /// `None` when this process does not run the deadline scheduler.
+    pub scheduler: Option<SchedulerConfig>,
     pub principals: Vec<(String, Principal)>,
     /// Set when the demo principals are in use, so `serve` can show how to log in.
     pub demo_tokens: Option<DemoLogins>,
@@ -102,6 +115,24 @@ pub fn parse_district(text: &str, origin: &str) -> Result<District> {
     let spec: DistrictSpec =
         toml::from_str(text).with_context(|| format!("parsing district file {origin}"))?;
     District::build(spec).with_context(|| format!("invalid district file {origin}"))
+}
+
+pub fn parse_sla(text: &str, origin: &str) -> Result<SlaBook> {
+    let spec: SlaSpec =
+        toml::from_str(text).with_context(|| format!("parsing SLA file {origin}"))?;
+    SlaBook::build(spec).with_context(|| format!("invalid SLA file {origin}"))
+}
+
+/// The shipped preset of that name.
+pub fn sla_preset(name: &str) -> Result<SlaBook> {
+    match name {
+        "83012" => parse_sla(whistle_domain::sla::PRESET_83012, "(preset 83012)"),
+        "beijing-12345" => parse_sla(
+            whistle_domain::sla::PRESET_BEIJING_12345,
+            "(preset beijing-12345)",
+        ),
+        other => bail!("unknown SLA preset {other:?}: use 83012 or beijing-12345"),
+    }
 }
 
 fn principal(p: &PrincipalConfig) -> Result<(String, Principal)> {
@@ -167,6 +198,18 @@ impl Settings {
             }
             None => parse_district(demo::DISTRICT_TOML, "(bundled demo)")?,
         };
+        let sla = match args.sla.clone().or(file.sla_file.clone()) {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading SLA file {}", path.display()))?;
+                parse_sla(&text, &path.display().to_string())?
+            }
+            None => sla_preset(file.sla_preset.as_deref().unwrap_or("83012"))?,
+        };
+        let scheduler = file
+            .scheduler
+            .unwrap_or(true)
+            .then(SchedulerConfig::default);
         let (principals, demo_tokens) = if file.principals.is_empty() {
             let demo_principals = demo::principals()?;
             let (tokens, created) = demo::ensure_tokens(&data_dir, &demo_principals)?;
@@ -218,6 +261,8 @@ impl Settings {
             store,
             listen,
             district,
+            sla,
+            scheduler,
             principals,
             demo_tokens,
         })

@@ -150,7 +150,7 @@ impl PgStore {
         let rx = self.writer.subscribe_commits();
         let mut slot = self.listener.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
-            let options = self.options.clone();
+            let options = (*self.options).clone();
             let commits = self.writer.commits().clone();
             *slot = Some(tokio::spawn(listen(options, commits)));
         }

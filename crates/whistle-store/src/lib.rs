@@ -27,6 +27,7 @@
 
 mod checkpoint;
 mod config;
+mod deadline;
 mod error;
 mod plan;
 mod postgres;
@@ -45,8 +46,8 @@ pub use postgres::{APPEND_LOCK_KEY, COMMIT_CHANNEL, PgStore};
 pub use sqlite::SqliteStore;
 pub use store::Store;
 pub use types::{
-    AppendOutcome, AppendRequest, Appended, ExpectedVersion, IdempotencyKey, IdempotentRecord,
-    NewEvent, RecordedEvent, StoreStats, StreamId,
+    AppendOutcome, AppendRequest, Appended, DeadlineChange, DueDeadline, ExpectedVersion,
+    IdempotencyKey, IdempotentRecord, NewEvent, RecordedEvent, StoreStats, StreamId,
 };
 
 /// An event store.

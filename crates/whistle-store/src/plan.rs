@@ -251,6 +251,29 @@ pub(crate) struct Plan<'a> {
     /// order); positions must be assigned in this order.
     pub rows: Vec<Row<'a>>,
     keys: Vec<(&'a IdempotencyKey, Range<'a>)>,
+    /// Deadline changes of the accepted requests, in batch order.
+    pub deadlines: Vec<(&'a str, &'a crate::DeadlineChange)>,
+}
+
+impl Plan<'_> {
+    /// The net deadline changes of the batch: for each (stream, key) the last change.
+    pub(crate) fn net_deadlines(&self) -> Vec<(&str, &str, Option<OffsetDateTime>)> {
+        let mut last: HashMap<(&str, &str), Option<OffsetDateTime>> = HashMap::new();
+        let mut order = Vec::new();
+        for (stream, change) in &self.deadlines {
+            let k = (*stream, change.key.as_str());
+            if last
+                .insert(k, change.due_at.map(truncate_to_micros))
+                .is_none()
+            {
+                order.push(k);
+            }
+        }
+        order
+            .into_iter()
+            .map(|k| (k.0, k.1, last.get(&k).copied().flatten()))
+            .collect()
+    }
 }
 
 /// Results of a committed-to-be batch: one reply per unit, and the
@@ -358,11 +381,13 @@ pub(crate) fn plan<'a>(units: &'a [Vec<AppendRequest>], snap: &Snapshot) -> Plan
         units: Vec::with_capacity(units.len()),
         rows: Vec::new(),
         keys: Vec::new(),
+        deadlines: Vec::new(),
     };
     for unit in units {
         let mut written = Written::default();
         let mut rows = Vec::new();
         let mut keys = Vec::new();
+        let mut deadlines = Vec::new();
         let mut planned = Vec::with_capacity(unit.len());
         let mut failed = None;
         for req in unit {
@@ -393,6 +418,7 @@ pub(crate) fn plan<'a>(units: &'a [Vec<AppendRequest>], snap: &Snapshot) -> Plan
                         keys.push((k, range.clone()));
                     }
                     rows.extend(req_rows);
+                    deadlines.extend(req.deadlines.iter().map(|d| (req.stream.as_str(), d)));
                     planned.push(Planned::Pending {
                         range,
                         duplicate: false,
@@ -410,6 +436,7 @@ pub(crate) fn plan<'a>(units: &'a [Vec<AppendRequest>], snap: &Snapshot) -> Plan
                 batch.merge(written);
                 out.rows.extend(rows);
                 out.keys.extend(keys);
+                out.deadlines.extend(deadlines);
                 out.units.push(Ok(planned));
             }
         }
@@ -598,6 +625,7 @@ mod tests {
             expected,
             events: (0..n).map(|_| ev()).collect(),
             idempotency: None,
+            deadlines: Vec::new(),
         }
     }
 

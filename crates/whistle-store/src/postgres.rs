@@ -89,7 +89,7 @@ pub struct PgStore {
     write: PgPool,
     pub(crate) writer: Writer,
     /// For dedicated sessions (singleton locks, LISTEN); see `crate::checkpoint`.
-    pub(crate) options: PgConnectOptions,
+    pub(crate) options: std::sync::Arc<PgConnectOptions>,
     /// The LISTEN task feeding other processes' commits into the writer's
     /// commit watch, started by the first `subscribe_commits`.
     pub(crate) listener: std::sync::Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
@@ -125,7 +125,7 @@ impl PgStore {
             read_attempts: cfg.max_connections.max(1) as usize + 1,
             write,
             writer,
-            options,
+            options: std::sync::Arc::new(options),
             listener: Default::default(),
         })
     }
@@ -448,6 +448,7 @@ async fn batch_transaction(
             .await?;
     }
     let events = plan.rows.len() as u64;
+    apply_deadlines(&mut tx, &plan.net_deadlines()).await?;
     let resolved = plan.resolve(&inserted)?;
 
     if !resolved.keys.is_empty() {
@@ -499,6 +500,45 @@ async fn batch_transaction(
         replies: resolved.replies,
         events,
     })
+}
+
+/// Upserts set deadlines and deletes cleared ones, one statement each per batch.
+async fn apply_deadlines(
+    tx: &mut PgConnection,
+    net: &[(&str, &str, Option<OffsetDateTime>)],
+) -> Result<(), TxError> {
+    type Net<'a> = &'a (&'a str, &'a str, Option<OffsetDateTime>);
+    let (set, clear): (Vec<Net<'_>>, Vec<Net<'_>>) =
+        net.iter().partition(|(_, _, due)| due.is_some());
+    if !set.is_empty() {
+        let streams: Vec<&str> = set.iter().map(|d| d.0).collect();
+        let keys: Vec<&str> = set.iter().map(|d| d.1).collect();
+        let dues: Vec<OffsetDateTime> = set.iter().filter_map(|d| d.2).collect();
+        sqlx::query(
+            "INSERT INTO deadlines (stream_id, key, due_at) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) \
+             ON CONFLICT (stream_id, key) DO UPDATE \
+             SET due_at = EXCLUDED.due_at, claimed_until = NULL",
+        )
+        .bind(&streams)
+        .bind(&keys)
+        .bind(&dues)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !clear.is_empty() {
+        let streams: Vec<&str> = clear.iter().map(|d| d.0).collect();
+        let keys: Vec<&str> = clear.iter().map(|d| d.1).collect();
+        sqlx::query(
+            "DELETE FROM deadlines d USING UNNEST($1::text[], $2::text[]) AS c(stream_id, key) \
+             WHERE d.stream_id = c.stream_id AND d.key = c.key",
+        )
+        .bind(&streams)
+        .bind(&keys)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 fn encode_i64(v: u64) -> Result<i64, StoreError> {

@@ -205,12 +205,12 @@ fn corrupt(err: sqlx::Error) -> StoreError {
     StoreError::Corrupt(err.to_string())
 }
 
-fn to_micros(t: OffsetDateTime) -> Result<i64, StoreError> {
+pub(crate) fn to_micros(t: OffsetDateTime) -> Result<i64, StoreError> {
     i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000))
         .map_err(|_| StoreError::Invalid(format!("timestamp {t} out of range")))
 }
 
-fn from_micros(what: &str, us: i64) -> Result<OffsetDateTime, StoreError> {
+pub(crate) fn from_micros(what: &str, us: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
         .map_err(|e| StoreError::Corrupt(format!("{what} {us}: {e}")))
 }
@@ -328,6 +328,29 @@ async fn batch_transaction(
         );
     }
     let events = plan.rows.len() as u64;
+    for (stream, key, due) in plan.net_deadlines() {
+        match due {
+            Some(due) => {
+                sqlx::query(
+                    "INSERT INTO deadlines (stream_id, key, due_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (stream_id, key) DO UPDATE \
+                     SET due_at = excluded.due_at, claimed_until = NULL",
+                )
+                .bind(stream)
+                .bind(key)
+                .bind(to_micros(due)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM deadlines WHERE stream_id = $1 AND key = $2")
+                    .bind(stream)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
     let resolved = plan.resolve(&inserted)?;
 
     for k in &resolved.keys {

@@ -119,6 +119,27 @@ pub struct AppendRequest {
     pub events: Vec<NewEvent>,
     /// Optional command idempotency key, stored with the result.
     pub idempotency: Option<IdempotencyKey>,
+    /// Changes to this stream's deadline rows, applied in the same transaction as the
+    /// events (only if the request is appended, not for duplicates or conflicts); for
+    /// one key the last change wins.
+    pub deadlines: Vec<DeadlineChange>,
+}
+
+/// Set or clear one deadline row of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadlineChange {
+    /// Unique within the stream, e.g. `respond@neighbour#1/breach`.
+    pub key: String,
+    /// `Some(due)` sets (and un-claims) the row, `None` removes it.
+    pub due_at: Option<OffsetDateTime>,
+}
+
+/// A claimed, due deadline row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueDeadline {
+    pub stream: StreamId,
+    pub key: String,
+    pub due_at: OffsetDateTime,
 }
 
 /// Where a committed append landed.

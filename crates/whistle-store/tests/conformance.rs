@@ -50,6 +50,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    deadlines_follow_their_appends_and_are_claimed_once_per_lease,
     round_trip,
     expected_version_conflicts,
     conflict_does_not_fail_the_rest_of_the_batch,

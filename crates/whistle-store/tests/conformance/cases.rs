@@ -620,3 +620,118 @@ pub async fn closed_store_refuses_appends(store: &Store) {
     // Closing twice is harmless.
     store.close().await;
 }
+
+/// Deadline rows are written with the events that carry them (never for a conflicting
+/// request), the last change per key wins, a claim hides a row for its lease, and a
+/// cleared or deleted row is gone.
+pub async fn deadlines_follow_their_appends_and_are_claimed_once_per_lease(store: &Store) {
+    use time::Duration;
+    use whistle_store::DeadlineChange;
+    let t0 = datetime!(2025-03-03 09:00:00 +08:00);
+    let set = |key: &str, due| DeadlineChange {
+        key: key.into(),
+        due_at: Some(due),
+    };
+    let a = new_stream();
+    let b = new_stream();
+    let mut first = req(&a, ExpectedVersion::NoStream, events(1));
+    first.deadlines = vec![
+        set("respond#1/warn", t0 + Duration::minutes(6)),
+        set("respond#1/breach", t0 + Duration::minutes(8)),
+        set("resolve#2/breach", t0 + Duration::days(1)),
+        // The last change for a key wins within one request.
+        set("resolve#2/breach", t0 + Duration::days(2)),
+    ];
+    let mut other = req(&b, ExpectedVersion::NoStream, events(1));
+    other.deadlines = vec![set("respond#1/breach", t0 + Duration::minutes(7))];
+    store.append(vec![first]).await.expect("append a");
+    store.append(vec![other]).await.expect("append b");
+    // A conflicting request writes none of its deadline rows.
+    let mut stale = req(&a, ExpectedVersion::NoStream, events(1));
+    stale.deadlines = vec![set("bogus/breach", t0)];
+    assert!(matches!(
+        store.append(vec![stale]).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        store.deadline_summary().await.expect("summary"),
+        (4, Some(t0 + Duration::minutes(6)))
+    );
+
+    let lease = Duration::seconds(30);
+    assert!(
+        store
+            .claim_due_deadlines(t0 + Duration::minutes(5), 10, lease)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let due = store
+        .claim_due_deadlines(t0 + Duration::minutes(8), 10, lease)
+        .await
+        .expect("claim");
+    let got: Vec<(String, String, OffsetDateTime)> = due
+        .iter()
+        .map(|d| (d.stream.to_string(), d.key.clone(), d.due_at))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                a.to_string(),
+                "respond#1/warn".to_string(),
+                t0 + Duration::minutes(6)
+            ),
+            (
+                b.to_string(),
+                "respond#1/breach".to_string(),
+                t0 + Duration::minutes(7)
+            ),
+            (
+                a.to_string(),
+                "respond#1/breach".to_string(),
+                t0 + Duration::minutes(8)
+            ),
+        ],
+        "due rows, oldest first"
+    );
+    // Claimed rows stay hidden until the lease ends, then come back.
+    let now = t0 + Duration::minutes(8) + Duration::seconds(10);
+    assert!(
+        store
+            .claim_due_deadlines(now, 10, lease)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let again = store
+        .claim_due_deadlines(t0 + Duration::minutes(9), 10, lease)
+        .await
+        .expect("claim after lease");
+    assert_eq!(again.len(), 3);
+
+    // The next append on stream a clears one row and moves another (un-claiming it).
+    let mut next = req(&a, ExpectedVersion::Exact(1), events(1));
+    next.deadlines = vec![
+        DeadlineChange {
+            key: "respond#1/warn".into(),
+            due_at: None,
+        },
+        set("respond#1/breach", t0 + Duration::minutes(28)),
+    ];
+    store.append(vec![next]).await.expect("append a again");
+    store
+        .delete_deadline(&b, "respond#1/breach")
+        .await
+        .expect("delete");
+    assert_eq!(
+        store.deadline_summary().await.expect("summary"),
+        (2, Some(t0 + Duration::minutes(28)))
+    );
+    let moved = store
+        .claim_due_deadlines(t0 + Duration::minutes(28), 10, lease)
+        .await
+        .expect("claim moved");
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].key, "respond#1/breach");
+}

@@ -39,6 +39,7 @@ pub fn req(stream: &StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) 
         expected,
         events,
         idempotency: None,
+        deadlines: Vec::new(),
     }
 }
 
