@@ -1,0 +1,35 @@
+//! whistle-bus: whistle's side of NATS JetStream, and the in-process bus.
+//!
+//! * [`subject`] — the subject scheme (one subject per event:
+//!   `whistle.<district>.<compound>.<department or _>.<EventType>`);
+//! * [`message`] — the message headers (`Nats-Msg-Id` = event id, …);
+//! * [`route`] — the routing fold (which department an event belongs to) and
+//!   the one decoder of stored case events;
+//! * [`follow`] — a log follower (read from a cursor, wake on commit, poll as a
+//!   fallback): the in-process bus behind `WatchAssignments`;
+//! * [`provision`] — the JetStream stream whistle creates at start;
+//! * [`relay`] — the outbox relay (durable checkpoint, pipelined acks, per-case
+//!   order, singleton lease);
+//! * `testing` (feature `testing`) — real nats-server processes for tests.
+//!
+//! Invariants: the relay never advances its checkpoint past an event JetStream
+//! has not acknowledged; one event is published to exactly one subject; a
+//! case's events enter the stream in version order. This crate writes no SQL
+//! (checkpoints and leases are store methods).
+
+pub mod error;
+pub mod follow;
+pub mod message;
+pub mod provision;
+pub mod relay;
+pub mod route;
+pub mod subject;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::BusError;
+pub use follow::Follower;
+pub use provision::{DEFAULT_STREAM, Retention, Storage, StreamSettings, ensure_stream};
+pub use relay::{Relay, RelayConfig, RelayStatus};
+pub use route::{DecodeError, Route, RouteError, Routed, Router, decode};
