@@ -10,3 +10,4 @@ mod support;
 mod cases;
 mod crash;
 mod refusals;
+mod sla;

@@ -1,0 +1,155 @@
+//! Deadlines end to end, in virtual time: the real server's scheduler fires what falls
+//! due, once — after a restart, and with two server processes on one PostgreSQL.
+
+use crate::both_backends;
+use crate::support::{AppOptions, Backend, TestApp, spawn_app_with};
+use std::collections::BTreeMap;
+use std::time::Duration as StdDuration;
+use time::Duration;
+use time::macros::datetime;
+use whistle_api::ManualClock;
+use whistle_store::{EventStore, Store};
+
+both_backends!(a_deadline_due_while_the_server_was_down_fires_once_after_restart);
+
+const T0: time::OffsetDateTime = datetime!(2026-03-02 09:00:00 +08:00);
+
+async fn app(b: &Backend, clock: &ManualClock) -> TestApp {
+    spawn_app_with(
+        b,
+        &b.url(),
+        AppOptions {
+            clock: Some(clock.clone()),
+            scheduler: true,
+        },
+    )
+    .await
+}
+
+/// Wait (bounded) until no deadline is due at `now`, i.e. the schedulers caught up.
+async fn settle(store: &Store, now: time::OffsetDateTime) {
+    for _ in 0..600 {
+        let (_, next) = store.deadline_summary().await.expect("summary");
+        if next.is_none_or(|n| n > now) {
+            return;
+        }
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    panic!("deadlines due at {now} were not fired within 30 s");
+}
+
+/// CaseEscalated events per case stream, from the whole log.
+async fn escalations(store: &Store) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    let mut after = 0;
+    loop {
+        let page = store.read_all(after, 1000).await.expect("read_all");
+        let Some(last) = page.last() else { return out };
+        after = last.position;
+        for e in &page {
+            if e.event_type == "CaseEscalated" {
+                *out.entry(e.stream.to_string()).or_default() += 1;
+            }
+        }
+    }
+}
+
+async fn a_deadline_due_while_the_server_was_down_fires_once_after_restart(b: Backend) {
+    let clock = ManualClock::new(T0);
+    let first = app(&b, &clock).await;
+    let gw = first.client("gw-lin").await;
+    let id = gw.report_ok("neighbour_noise", "heping-lijing-b1-u1").await;
+    let store = b.store().await;
+    assert_eq!(
+        store.deadline_summary().await.expect("summary").0,
+        4,
+        "respond and resolve, each a warn and a breach"
+    );
+    first.stop().await;
+
+    // While nobody runs, the respond deadline (09:08) passes.
+    clock.set(T0 + Duration::minutes(9));
+    let second = app(&b, &clock).await;
+    settle(&store, whistle_api::Clock::now(&clock)).await;
+    let gw = second.client("gw-lin").await;
+    let t = gw.timeline(&id).await;
+    let types: Vec<&str> = t.entries.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "MilestoneWarned").count(),
+        1,
+        "{types:?}"
+    );
+    assert_eq!(
+        types.iter().filter(|t| **t == "MilestoneBreached").count(),
+        1,
+        "{types:?}"
+    );
+    assert_eq!(
+        types.iter().filter(|t| **t == "CaseEscalated").count(),
+        1,
+        "{types:?}"
+    );
+    let view = gw.get(&id).await.expect("get");
+    assert_eq!(view.level, i32::from(whistle_proto::v1::Level::Unit));
+    // More scheduler passes change nothing.
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    assert_eq!(gw.timeline(&id).await.entries.len(), t.entries.len());
+    second.stop().await;
+    store.close().await;
+}
+
+/// Two server processes (two pools, two schedulers) on one database; 1,000 cases whose
+/// respond deadline falls in the same second; each escalates exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_escalate_each_of_1000_cases_due_in_the_same_second_exactly_once() {
+    let Some(b) = Backend::postgres("sla::two_nodes").await else {
+        return;
+    };
+    let clock = ManualClock::new(T0);
+    let node_a = app(&b, &clock).await;
+    let node_b = app(&b, &clock).await;
+    let gw_a = node_a.client("gw-lin").await;
+    let gw_b = node_b.client("gw-lin").await;
+    let compounds = [
+        "heping-lijing",
+        "heping-beili",
+        "liuyin-huayuan",
+        "binhe-mingju",
+    ];
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in 0..8 {
+        let gw = if chunk % 2 == 0 {
+            gw_a.clone()
+        } else {
+            gw_b.clone()
+        };
+        tasks.spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..125 {
+                let location = compounds[(chunk + i) % compounds.len()];
+                ids.push(gw.report_ok("neighbour_noise", location).await);
+            }
+            ids
+        });
+    }
+    let mut ids = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        ids.extend(r.expect("reporter task"));
+    }
+    assert_eq!(ids.len(), 1000);
+    let store = b.store().await;
+    assert!(escalations(&store).await.is_empty());
+
+    clock.set(T0 + Duration::minutes(8) + Duration::seconds(1));
+    settle(&store, whistle_api::Clock::now(&clock)).await;
+    let per_case = escalations(&store).await;
+    assert_eq!(per_case.len(), 1000, "every case escalated");
+    assert!(
+        per_case.values().all(|n| *n == 1),
+        "none twice: {:?}",
+        per_case.values().filter(|n| **n != 1).count()
+    );
+    node_a.stop().await;
+    node_b.stop().await;
+    store.close().await;
+}
