@@ -12,8 +12,12 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    /// Truncated to microseconds: the precision both stores keep, so a case folded in
+    /// memory right after a command equals the same case read back from the log.
     fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
+        let t = OffsetDateTime::now_utc();
+        t.replace_nanosecond(t.nanosecond() / 1000 * 1000)
+            .unwrap_or(t)
     }
 }
 

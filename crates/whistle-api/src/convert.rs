@@ -5,8 +5,9 @@ use crate::error::ApiError;
 use prost_types::Timestamp;
 use time::OffsetDateTime;
 use whistle_domain::{
-    Case, CaseId, Channel, Closure, DepartmentId, Event, EventBody, Evidence, Handler, Level,
-    PolicyClass, PrincipalId, Role, Status, Urgency, ids::is_valid_code,
+    BreachAction, Case, CaseId, Channel, ClockOutcome, ClockScope, Closure, DepartmentId, Event,
+    EventBody, Evidence, Handler, Level, MilestoneClock, PolicyClass, PrincipalId, Role, Status,
+    Urgency, ids::is_valid_code,
 };
 use whistle_proto::v1 as pb;
 use whistle_store::RecordedEvent;
@@ -151,7 +152,55 @@ pub fn handler_pb(h: &Handler) -> pb::Handler {
     }
 }
 
-pub fn case_view(c: &Case) -> pb::CaseView {
+fn duration(seconds: i64) -> prost_types::Duration {
+    prost_types::Duration { seconds, nanos: 0 }
+}
+
+fn milestone_view(m: &MilestoneClock, now: OffsetDateTime) -> pb::MilestoneView {
+    let (state, ended_at) = match &m.outcome {
+        None if m.warned => ("warned", None),
+        None => ("pending", None),
+        Some(ClockOutcome::Met { at, on_time: true }) => ("met", Some(*at)),
+        Some(ClockOutcome::Met { at, on_time: false }) => ("met_late", Some(*at)),
+        Some(ClockOutcome::Breached { at }) => ("breached", Some(*at)),
+        Some(ClockOutcome::Cancelled { at }) => ("cancelled", Some(*at)),
+    };
+    let remaining = if m.outcome.is_none() {
+        (m.deadline - now).whole_seconds()
+    } else {
+        0
+    };
+    pb::MilestoneView {
+        key: m.key.clone(),
+        milestone: m.milestone.clone(),
+        scope: match m.scope {
+            ClockScope::Rung => "rung",
+            ClockScope::Case => "case",
+        }
+        .into(),
+        level: level(m.level).into(),
+        policy: m.policy.clone(),
+        policy_version: m.policy_version,
+        target: Some(duration(m.target_seconds)),
+        calendar: m.calendar.clone(),
+        started_at: Some(timestamp(m.started_at)),
+        warn_at: Some(timestamp(m.warn_at)),
+        deadline: Some(timestamp(m.deadline)),
+        paused: Some(duration(m.paused_seconds)),
+        state: state.into(),
+        remaining: Some(duration(remaining)),
+        on_breach: match m.on_breach {
+            BreachAction::Escalate => "escalate",
+            BreachAction::Notify => "notify",
+            BreachAction::None => "none",
+        }
+        .into(),
+        ended_at: ended_at.map(timestamp),
+    }
+}
+
+/// The case as it stands at `now` (remaining times are computed against it).
+pub fn case_view(c: &Case, now: OffsetDateTime) -> pb::CaseView {
     let (stage, closure) = match &c.status {
         Status::Open(s) => (s.as_str(), ""),
         Status::Resolved { .. } => ("", ""),
@@ -196,6 +245,17 @@ pub fn case_view(c: &Case) -> pb::CaseView {
         declined_by: c.declined_by.iter().map(|d| d.0.clone()).collect(),
         duplicate_case_ids: c.duplicates.iter().map(|d| d.to_string()).collect(),
         merged_into,
+        milestones: c.clocks.iter().map(|m| milestone_view(m, now)).collect(),
+        holds: c
+            .holds
+            .iter()
+            .map(|h| pb::HoldView {
+                handler: Some(handler_pb(&h.handler)),
+                level: level(h.level).into(),
+                from: Some(timestamp(h.from)),
+                to: h.to.map(timestamp),
+            })
+            .collect(),
     }
 }
 
@@ -203,6 +263,20 @@ pub fn case_view(c: &Case) -> pb::CaseView {
 /// `whistle_bus::route`, shared with the relay).
 pub fn decode(rec: &RecordedEvent) -> Result<Event, ApiError> {
     whistle_bus::decode(rec).map_err(|e| ApiError::Corrupt(e.to_string()))
+}
+
+/// `2026-03-02 09:08:00+08`: times in summaries are shown in China Standard Time.
+pub fn local_time(t: OffsetDateTime) -> String {
+    let l = t.to_offset(time::macros::offset!(+8));
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}+08",
+        l.year(),
+        u8::from(l.month()),
+        l.day(),
+        l.hour(),
+        l.minute(),
+        l.second()
+    )
 }
 
 /// One human line per event, for timelines and the CLI.
@@ -276,7 +350,7 @@ pub fn summary(body: &EventBody) -> String {
             ..
         } => format!(
             "clock {milestone} started at {level}: due {} ({policy} v{policy_version})",
-            deadline.to_offset(time::macros::offset!(+8))
+            local_time(*deadline)
         ),
         EventBody::MilestoneMet { key, on_time } => {
             format!("{key} met {}", if *on_time { "on time" } else { "late" })

@@ -357,7 +357,7 @@ impl CaseQueryService for CaseQuery {
         }
         let id = case_id("case_id", &request.get_ref().case_id)?;
         let (case, _) = pipeline::load_case(&self.0, id).await?;
-        Ok(Response::new(convert::case_view(&case)))
+        Ok(Response::new(convert::case_view(&case, self.0.clock.now())))
     }
 
     async fn get_case_timeline(
@@ -384,7 +384,7 @@ impl CaseQueryService for CaseQuery {
             .map(|(rec, ev)| convert::timeline_entry(rec, ev))
             .collect();
         Ok(Response::new(pb::GetCaseTimelineResponse {
-            case: Some(convert::case_view(&case)),
+            case: Some(convert::case_view(&case, self.0.clock.now())),
             entries,
         }))
     }

@@ -228,6 +228,20 @@ fn fmt_ts(t: Option<&prost_types::Timestamp>) -> String {
     .unwrap_or_else(|| "-".into())
 }
 
+/// `-1h02m`, `7m30s`, `2d03h`: short enough for a table.
+fn fmt_secs(s: i64) -> String {
+    let sign = if s < 0 { "-" } else { "" };
+    let s = s.unsigned_abs();
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if d > 0 {
+        format!("{sign}{d}d{h:02}h")
+    } else if h > 0 {
+        format!("{sign}{h}h{m:02}m")
+    } else {
+        format!("{sign}{m}m{sec:02}s")
+    }
+}
+
 fn print_ack(what: &str, a: &pb::CommandAck) {
     println!(
         "{what}: case {} now at version {}{}",
@@ -364,6 +378,39 @@ pub async fn run(args: ClientArgs, cmd: CaseCommand) -> Result<()> {
                 v.reporter_id
             );
             println!("  description: {}", v.description);
+            if !v.milestones.is_empty() {
+                println!("  clocks:");
+                for m in &v.milestones {
+                    let remaining = m.remaining.as_ref().map_or(0, |d| d.seconds);
+                    let left = if m.state == "pending" || m.state == "warned" {
+                        format!("  {} left", fmt_secs(remaining))
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "    {:<9} {:<9} {:<9} due {}  [{} v{}]{}",
+                        m.milestone,
+                        level_str(m.level),
+                        m.state,
+                        fmt_ts(m.deadline.as_ref()),
+                        m.policy,
+                        m.policy_version,
+                        left
+                    );
+                }
+            }
+            if !v.holds.is_empty() {
+                println!("  held by:");
+                for h in &v.holds {
+                    println!(
+                        "    {:<24} {:<9} {} → {}",
+                        handler_str(h.handler.as_ref()),
+                        level_str(h.level),
+                        fmt_ts(h.from.as_ref()),
+                        h.to.as_ref().map_or("now".to_string(), |t| fmt_ts(Some(t)))
+                    );
+                }
+            }
             println!("  timeline:");
             for e in r.entries {
                 let actor = e.actor.unwrap_or_default();
