@@ -25,6 +25,7 @@ pub mod ids;
 pub mod org;
 pub mod principal;
 pub mod process;
+pub mod replay;
 pub mod routing;
 pub mod sla;
 pub mod validate;

@@ -587,3 +587,147 @@ fn a_business_hours_policy_pauses_over_the_night() {
         datetime!(2025-09-28 09:06 +08:00)
     );
 }
+
+/// A generated history: cases of several categories, some signed for quickly, some late,
+/// some never (climbing by themselves), some paused; returns every case's events.
+fn history(book_text: &str) -> Vec<Vec<Event>> {
+    let mut spec = spec();
+    spec.takeover_principal = Some(PrincipalId::new("district-duty"));
+    let district = District::build(spec).expect("district");
+    let mut cases = Vec::new();
+    for i in 0..60u32 {
+        let mut run = Run::new(district.clone(), book(book_text));
+        let start = NINE + Duration::minutes(i64::from(i) * 7);
+        let (category, location) = [
+            (NOISE, "cp1-b1-u1"),
+            (FEE, "cp1"),
+            (FIRE, "cp2"),
+            (CLUTTER, "cp1-b2"),
+        ][i as usize % 4];
+        run.act(start, &reporter(), report_cmd(category, location, None));
+        let signer = if run.case().level == Level::Escalated {
+            fire()
+        } else {
+            h1()
+        };
+        match i % 5 {
+            // Signed in 3 minutes, on site in 20, resolved in 5 hours.
+            0 | 1 => {
+                run.run_until(start + Duration::minutes(3));
+                run.act(start + Duration::minutes(3), &signer, Command::Acknowledge);
+                run.run_until(start + Duration::minutes(20));
+                run.act(
+                    start + Duration::minutes(20),
+                    &signer,
+                    Command::ArriveOnSite,
+                );
+                run.run_until(start + Duration::hours(5));
+                run.act(start + Duration::hours(5), &signer, resolve());
+            }
+            // Signed after 6 minutes (on time under 8, late under 5), never on site.
+            2 => {
+                run.run_until(start + Duration::minutes(6));
+                if run
+                    .try_act(start + Duration::minutes(6), &signer, Command::Acknowledge)
+                    .is_err()
+                {
+                    run.act(
+                        start + Duration::minutes(6),
+                        &supervisor(),
+                        Command::Reject {
+                            reason: "stale".into(),
+                        },
+                    );
+                }
+            }
+            // Nobody signs: it climbs.
+            3 => {}
+            // Signed at 2 minutes, paused for an hour, resolved in 30 hours.
+            _ => {
+                run.act(start + Duration::minutes(2), &signer, Command::Acknowledge);
+                run.act(start + Duration::minutes(4), &signer, pause());
+                run.act(start + Duration::minutes(64), &signer, Command::Resume);
+                run.run_until(start + Duration::hours(30));
+                let _ = run.try_act(start + Duration::hours(30), &signer, resolve());
+            }
+        }
+        cases.push(run.log);
+    }
+    cases
+}
+
+fn tally(
+    scored: &[whistle_domain::replay::Scored],
+) -> BTreeMap<(String, Level, whistle_domain::replay::Score), usize> {
+    let mut t = BTreeMap::new();
+    for s in scored {
+        *t.entry((s.milestone.clone(), s.level, s.score))
+            .or_default() += 1;
+    }
+    t
+}
+
+#[test]
+fn replay_under_the_policy_in_force_reproduces_the_recorded_figures() {
+    use whistle_domain::replay::{actual, candidate};
+    let book = book(PRESET_83012);
+    let horizon = NINE + Duration::days(5);
+    let cases = history(PRESET_83012);
+    let mut all_actual = Vec::new();
+    let mut all_candidate = Vec::new();
+    for events in &cases {
+        let a = actual(events, horizon);
+        let c = candidate(events, &book, horizon);
+        assert_eq!(a, c, "case by case, clock by clock");
+        all_actual.extend(a);
+        all_candidate.extend(c);
+    }
+    assert!(
+        all_actual.len() > 150,
+        "a real history: {} clocks",
+        all_actual.len()
+    );
+    let t = tally(&all_actual);
+    assert!(
+        t.keys()
+            .any(|(_, _, s)| *s == whistle_domain::replay::Score::Late),
+        "some breaches: {t:?}"
+    );
+    assert!(
+        t.keys()
+            .any(|(_, _, s)| *s == whistle_domain::replay::Score::OnTime)
+    );
+}
+
+#[test]
+fn replay_under_a_stricter_policy_scores_the_same_actions_worse_and_says_where() {
+    use whistle_domain::replay::{Score, actual, candidate};
+    let horizon = NINE + Duration::days(5);
+    let cases = history(PRESET_83012);
+    // Respond in 5 minutes instead of 8, as a new version.
+    let stricter_text = PRESET_83012
+        .replace("version = 1", "version = 2")
+        .replace("target_seconds = 480", "target_seconds = 300");
+    let stricter = book(&stricter_text);
+    let late = |v: &[whistle_domain::replay::Scored], m: &str| {
+        v.iter()
+            .filter(|s| s.milestone == m && s.score == Score::Late)
+            .count()
+    };
+    let (mut a_respond, mut c_respond, mut a_resolve, mut c_resolve) = (0, 0, 0, 0);
+    for events in &cases {
+        let a = actual(events, horizon);
+        let c = candidate(events, &stricter, horizon);
+        a_respond += late(&a, "respond");
+        c_respond += late(&c, "respond");
+        a_resolve += late(&a, "resolve");
+        c_resolve += late(&c, "resolve");
+        assert!(
+            c.iter().all(|s| s.policy_version == 2),
+            "scored under the candidate"
+        );
+    }
+    // Cases signed at 6 minutes were on time and are now late; nothing else moved.
+    assert_eq!(c_respond - a_respond, 12, "the twelve signed at minute 6");
+    assert_eq!(c_resolve, a_resolve, "resolution targets did not change");
+}
