@@ -153,3 +153,103 @@ async fn two_nodes_escalate_each_of_1000_cases_due_in_the_same_second_exactly_on
     node_b.stop().await;
     store.close().await;
 }
+
+/// `whistle replay` against a real log: under the preset in force the figures match the
+/// recorded ones; under a stricter candidate it names the change and scores worse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whistle_replay_scores_a_real_log_under_a_candidate_policy() {
+    let b = Backend::sqlite();
+    let clock = ManualClock::new(T0);
+    let app = app(&b, &clock).await;
+    let gw = app.client("gw-lin").await;
+    let wang = app.client("h-wang").await;
+    // Three cases signed at minute 6, two left to climb.
+    let mut signed = Vec::new();
+    for _ in 0..3 {
+        signed.push(
+            gw.report_ok("leak_from_above", "hongqi-jiayuan-b1-u1")
+                .await,
+        );
+    }
+    for _ in 0..2 {
+        gw.report_ok("neighbour_noise", "heping-lijing").await;
+    }
+    clock.set(T0 + Duration::minutes(6));
+    for id in &signed {
+        wang.ack(id).await.expect("signed at minute 6");
+    }
+    clock.set(T0 + Duration::minutes(9));
+    let store = b.store().await;
+    settle(&store, whistle_api::Clock::now(&clock)).await;
+    app.stop().await;
+    store.close().await;
+
+    let dir = b.data_dir();
+    let strict = dir.join("strict.toml");
+    std::fs::write(
+        &strict,
+        whistle_domain::sla::PRESET_83012
+            .replace("version = 1", "version = 2")
+            .replace("target_seconds = 480", "target_seconds = 300"),
+    )
+    .expect("write candidate");
+    let replay = |policy: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_whistle"))
+            .args(["replay", "--json", "--to", "2026-03-02T10:00:00+08:00"])
+            .arg("--database-url")
+            .arg(b.url())
+            .arg("--data-dir")
+            .arg(&dir)
+            .arg("--policy")
+            .arg(policy)
+            .output()
+            .expect("run whistle replay");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON report")
+    };
+    let respond_by_level = |report: &serde_json::Value, level: &str| {
+        report["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| {
+                r["dimension"] == "level" && r["group"] == level && r["milestone"] == "respond"
+            })
+            .map(|r| {
+                (
+                    r["actual"]["late"].as_u64(),
+                    r["candidate"]["late"].as_u64(),
+                )
+            })
+    };
+    let preset = dir.join("83012.toml");
+    std::fs::write(&preset, whistle_domain::sla::PRESET_83012).expect("write preset");
+    let same = replay(&preset);
+    assert_eq!(same["cases"], 5);
+    assert_eq!(same["changes"].as_array().map(Vec::len), Some(0));
+    for row in same["rows"].as_array().expect("rows") {
+        assert_eq!(row["actual"], row["candidate"], "{row}");
+    }
+    // Two climbed: late at NEIGHBOUR under both.
+    assert_eq!(
+        respond_by_level(&same, "NEIGHBOUR"),
+        Some((Some(2), Some(2)))
+    );
+    let stricter = replay(&strict);
+    assert!(
+        stricter["changes"][0]
+            .as_str()
+            .is_some_and(|c| c.contains("respond target 480 s → 300 s")),
+        "{}",
+        stricter["changes"]
+    );
+    // The three signed at minute 6 were on time under 8 minutes, late under 5.
+    assert_eq!(
+        respond_by_level(&stricter, "NEIGHBOUR"),
+        Some((Some(2), Some(5)))
+    );
+}

@@ -28,6 +28,24 @@ enum Cmd {
     Migrate(ServeArgs),
     /// Print the district's categories and example locations, for reporting.
     District(ServeArgs),
+    /// What-if: score the log's milestones under a candidate SLA file beside the actual
+    /// figures, per level, department and category. Writes nothing.
+    Replay {
+        #[command(flatten)]
+        store: ServeArgs,
+        /// Candidate SLA file (policies, rules, calendars).
+        #[arg(long)]
+        policy: std::path::PathBuf,
+        /// Only cases reported at or after this RFC 3339 time.
+        #[arg(long)]
+        from: Option<String>,
+        /// Only cases reported before this RFC 3339 time; also the scoring horizon.
+        #[arg(long)]
+        to: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Act on cases through a running server's gRPC API.
     Case {
         #[command(flatten)]
@@ -78,6 +96,52 @@ fn run() -> Result<()> {
                 Ok(())
             }
             Cmd::Case { client, command } => cli::run(client, command).await,
+            Cmd::Replay {
+                store,
+                policy,
+                from,
+                to,
+                json,
+            } => {
+                let settings = Settings::resolve(&store)?;
+                let text = std::fs::read_to_string(&policy)
+                    .with_context(|| format!("reading {}", policy.display()))?;
+                let proposed =
+                    whistle_server::config::parse_sla(&text, &policy.display().to_string())?;
+                let parse = |s: Option<String>,
+                             what: &str|
+                 -> Result<Option<time::OffsetDateTime>> {
+                    s.map(|s| {
+                        time::OffsetDateTime::parse(
+                            &s,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .with_context(|| {
+                            format!("--{what} {s:?}: use RFC 3339, e.g. 2026-01-01T00:00:00+08:00")
+                        })
+                    })
+                    .transpose()
+                };
+                let window = whistle_server::replay::Window {
+                    from: parse(from, "from")?,
+                    to: parse(to, "to")?,
+                };
+                let store = whistle_store::Store::connect(&settings.store)
+                    .await
+                    .context("connecting to the store")?;
+                let report =
+                    whistle_server::replay::run(&store, &settings.sla, &proposed, window).await?;
+                store.close().await;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).context("encoding JSON")?
+                    );
+                } else {
+                    whistle_server::replay::print(&report);
+                }
+                Ok(())
+            }
         }
     })
 }
