@@ -10,7 +10,10 @@ use time::macros::datetime;
 use whistle_api::ManualClock;
 use whistle_store::{EventStore, Store};
 
-both_backends!(a_deadline_due_while_the_server_was_down_fires_once_after_restart);
+both_backends!(
+    a_deadline_due_while_the_server_was_down_fires_once_after_restart,
+    a_declined_case_nobody_accepts_is_taken_over_by_the_district,
+);
 
 const T0: time::OffsetDateTime = datetime!(2026-03-02 09:00:00 +08:00);
 
@@ -252,4 +255,69 @@ async fn whistle_replay_scores_a_real_log_under_a_candidate_policy() {
         respond_by_level(&stricter, "NEIGHBOUR"),
         Some((Some(2), Some(5)))
     );
+}
+
+/// At ESCALATED: the paired department declines (its time stays charged to it), nobody
+/// else signs within 8 minutes, and the scheduler hands the case to the district duty
+/// officer (兜底), who signs for it.
+async fn a_declined_case_nobody_accepts_is_taken_over_by_the_district(b: Backend) {
+    let clock = ManualClock::new(T0);
+    let app = app(&b, &clock).await;
+    let gw = app.client("gw-lin").await;
+    let fire = app.client("dept-fire").await;
+    let id = gw.report_ok("fire_hazard", "hongqi-jiayuan-b2").await;
+    let v = gw.get(&id).await.expect("get");
+    assert_eq!(
+        v.handler.and_then(|h| h.kind),
+        Some(whistle_proto::v1::handler::Kind::DepartmentId(
+            "fire".into()
+        )),
+        "dispatched to the paired fire brigade"
+    );
+    clock.set(T0 + Duration::minutes(3));
+    fire.handling()
+        .decline_case(fire.req(crate::support::reason(&id, "a gas matter, not ours")))
+        .await
+        .expect("decline");
+    clock.set(T0 + Duration::minutes(8));
+    let store = b.store().await;
+    settle(&store, whistle_api::Clock::now(&clock)).await;
+    let v = gw.get(&id).await.expect("get");
+    assert_eq!(
+        v.handler.and_then(|h| h.kind),
+        Some(whistle_proto::v1::handler::Kind::PrincipalId(
+            "district-duty".into()
+        ))
+    );
+    let fire_hold = &v.holds[0];
+    assert_eq!(
+        fire_hold.handler.clone().and_then(|h| h.kind),
+        Some(whistle_proto::v1::handler::Kind::DepartmentId(
+            "fire".into()
+        ))
+    );
+    let held = fire_hold.to.as_ref().map(|t| t.seconds).unwrap_or_default()
+        - fire_hold
+            .from
+            .as_ref()
+            .map(|t| t.seconds)
+            .unwrap_or_default();
+    assert_eq!(held, 180, "three minutes charged to the fire brigade");
+    let t = gw.timeline(&id).await;
+    assert_eq!(
+        crate::support::case_events(&t),
+        [
+            "CaseReported",
+            "CaseAssigned",
+            "CaseDeclined",
+            "CaseTakenOver"
+        ]
+    );
+    app.client("district-duty")
+        .await
+        .ack(&id)
+        .await
+        .expect("the duty officer signs for it");
+    app.stop().await;
+    store.close().await;
 }
