@@ -154,6 +154,7 @@ pub async fn spawn_app_with(backend: &Backend, url: &str, opts: AppOptions) -> T
             }),
         principals,
         demo_tokens: None,
+        nats: None,
     };
     let clock: std::sync::Arc<dyn whistle_api::Clock> = match opts.clock {
         Some(c) => std::sync::Arc::new(c),

@@ -1,9 +1,5 @@
 //! The bus's errors.
 
-use whistle_store::StoreError;
-
-use crate::route::RouteError;
-
 /// Everything the relay and provisioning can fail with. The relay treats all
 /// of them as transient: it backs off and starts again from its checkpoint.
 #[derive(Debug, thiserror::Error)]
@@ -25,11 +21,13 @@ pub enum BusError {
         reason: String,
     },
     /// The event store failed.
+    #[cfg(feature = "relay")]
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] whistle_store::StoreError),
     /// An event could not be routed.
+    #[cfg(feature = "relay")]
     #[error(transparent)]
-    Route(#[from] RouteError),
+    Route(#[from] crate::route::RouteError),
     /// The singleton lease was lost.
     #[error("relay lease lost: {0}")]
     Lease(String),

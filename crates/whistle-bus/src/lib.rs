@@ -12,16 +12,23 @@
 //!   order, singleton lease);
 //! * `testing` (feature `testing`) — real nats-server processes for tests.
 //!
+//! `follow`, `route` and `relay` need the event store and sit behind the default
+//! feature `relay`; without it the crate is only the NATS contract (subjects,
+//! headers, provisioning) for department-side code.
+//!
 //! Invariants: the relay never advances its checkpoint past an event JetStream
 //! has not acknowledged; one event is published to exactly one subject; a
 //! case's events enter the stream in version order. This crate writes no SQL
 //! (checkpoints and leases are store methods).
 
 pub mod error;
+#[cfg(feature = "relay")]
 pub mod follow;
 pub mod message;
 pub mod provision;
+#[cfg(feature = "relay")]
 pub mod relay;
+#[cfg(feature = "relay")]
 pub mod route;
 pub mod subject;
 
@@ -29,7 +36,10 @@ pub mod subject;
 pub mod testing;
 
 pub use error::BusError;
+#[cfg(feature = "relay")]
 pub use follow::Follower;
 pub use provision::{DEFAULT_STREAM, Retention, Storage, StreamSettings, ensure_stream};
+#[cfg(feature = "relay")]
 pub use relay::{Relay, RelayConfig, RelayStatus};
+#[cfg(feature = "relay")]
 pub use route::{DecodeError, Route, RouteError, Routed, Router, decode};

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use whistle_api::scheduler::{self, SchedulerConfig};
 use whistle_api::{AppState, Clock, SystemClock, TokenAuthenticator};
+use whistle_bus::{Relay, RelayConfig};
 use whistle_store::Store;
 
 pub struct Application {
@@ -17,6 +18,7 @@ pub struct Application {
     state: AppState,
     addr: SocketAddr,
     scheduler: Option<SchedulerConfig>,
+    nats: Option<RelayConfig>,
 }
 
 impl Application {
@@ -47,6 +49,7 @@ impl Application {
             listener,
             addr,
             scheduler: settings.scheduler,
+            nats: settings.nats,
             state: AppState {
                 store: Arc::new(store),
                 district: Arc::new(settings.district),
@@ -65,9 +68,20 @@ impl Application {
         &self.state
     }
 
-    /// Serve gRPC and run the deadline scheduler (when configured) until `shutdown`.
+    /// Whether the relay to NATS runs (`--nats-url`); off in embedded mode.
+    pub fn relay_enabled(&self) -> bool {
+        self.nats.is_some()
+    }
+
+    /// Serve gRPC, run the deadline scheduler (when configured) and the NATS relay
+    /// (with `--nats-url`; NATS being down never stops gRPC: the relay retries with
+    /// backoff) until `shutdown`.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let store = self.state.store.clone();
+        let relay = self.nats.map(|cfg| {
+            tracing::info!(nats = %cfg.nats_url, stream = %cfg.stream.name, "relay to NATS JetStream enabled");
+            Relay::spawn(store.clone(), cfg)
+        });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let scheduler = self.scheduler.map(|cfg| {
             let mut stopped = stopped.clone();
@@ -79,6 +93,10 @@ impl Application {
         let _ = stop.send(true);
         if let Some(task) = scheduler {
             let _ = task.await;
+        }
+        if let Some(relay) = relay {
+            tracing::info!(lag = relay.lag(), "stopping the relay");
+            relay.stop().await;
         }
         store.close().await;
         served.context("serving gRPC")

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use whistle_api::scheduler::SchedulerConfig;
 use whistle_api::{Principal, hash_token};
+use whistle_bus::{RelayConfig, Retention, Storage, StreamSettings};
 use whistle_domain::{DepartmentId, District, DistrictSpec, PrincipalId, Role, SlaBook, SlaSpec};
 use whistle_store::StoreConfig;
 
@@ -37,6 +38,29 @@ pub struct FileConfig {
     pub acquire_timeout_secs: Option<u64>,
     #[serde(default)]
     pub principals: Vec<PrincipalConfig>,
+    /// NATS JetStream (the relay to departments); absent: embedded mode, no relay.
+    #[serde(default)]
+    pub nats: Option<NatsFileConfig>,
+}
+
+/// The `[nats]` table of the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsFileConfig {
+    /// `nats://host:4222` (comma-separated for a cluster); `--nats-url` wins.
+    pub url: Option<String>,
+    /// Stream name [default: WHISTLE_CASES].
+    pub stream: Option<String>,
+    /// Replicas (3 on a cluster) [default: 1].
+    pub replicas: Option<usize>,
+    /// `file` or `memory` [default: file].
+    pub storage: Option<String>,
+    /// `limits` or `interest` [default: limits].
+    pub retention: Option<String>,
+    /// Seconds JetStream de-duplicates by event id [default: 120].
+    pub duplicate_window_secs: Option<u64>,
+    /// Days messages are kept [default: 30].
+    pub max_age_days: Option<u64>,
 }
 
 /// A principal in the config file. Only the token's SHA-256 is configured.
@@ -73,6 +97,10 @@ pub struct ServeArgs {
     /// SLA file (policies, rules, calendars) [default: the shipped 83012 preset].
     #[arg(long, env = "WHISTLE_SLA")]
     pub sla: Option<PathBuf>,
+    /// NATS server(s) to relay case events to (`nats://host:4222`); without it the
+    /// relay is off and departments use gRPC `WatchAssignments` (embedded mode).
+    #[arg(long, env = "WHISTLE_NATS_URL")]
+    pub nats_url: Option<String>,
 }
 
 /// Fully resolved settings.
@@ -87,6 +115,8 @@ pub struct Settings {
     pub principals: Vec<(String, Principal)>,
     /// Set when the demo principals are in use, so `serve` can show how to log in.
     pub demo_tokens: Option<DemoLogins>,
+    /// The relay to NATS JetStream; `None` in embedded mode.
+    pub nats: Option<RelayConfig>,
 }
 
 /// The demo principals' tokens, shown at start.
@@ -133,6 +163,50 @@ pub fn sla_preset(name: &str) -> Result<SlaBook> {
         ),
         other => bail!("unknown SLA preset {other:?}: use 83012 or beijing-12345"),
     }
+}
+
+/// The relay settings: `--nats-url` / `WHISTLE_NATS_URL`, else `[nats] url`; the
+/// stream settings from `[nats]`.
+fn nats_settings(
+    args: &ServeArgs,
+    file: Option<&NatsFileConfig>,
+    district: &str,
+) -> Result<Option<RelayConfig>> {
+    let file = file.cloned().unwrap_or_default();
+    let Some(url) = args.nats_url.clone().or(file.url.clone()) else {
+        return Ok(None);
+    };
+    if !whistle_bus::subject::is_token(district) {
+        bail!("district id {district:?} cannot be a NATS subject token");
+    }
+    let mut stream = StreamSettings::new(district);
+    if let Some(name) = file.stream {
+        if !whistle_bus::subject::is_token(&name) {
+            bail!("[nats] stream {name:?}: use letters, digits, '-' or '_'");
+        }
+        stream.name = name;
+    }
+    if let Some(r) = file.replicas {
+        if !(1..=5).contains(&r) {
+            bail!("[nats] replicas must be 1 to 5, got {r}");
+        }
+        stream.replicas = r;
+    }
+    if let Some(s) = file.storage {
+        stream.storage = Storage::parse(&s)
+            .with_context(|| format!("[nats] storage {s:?}: use file or memory"))?;
+    }
+    if let Some(r) = file.retention {
+        stream.retention = Retention::parse(&r)
+            .with_context(|| format!("[nats] retention {r:?}: use limits or interest"))?;
+    }
+    if let Some(s) = file.duplicate_window_secs {
+        stream.duplicate_window = Duration::from_secs(s.max(1));
+    }
+    if let Some(d) = file.max_age_days {
+        stream.max_age = Duration::from_secs(d.saturating_mul(24 * 3600));
+    }
+    Ok(Some(RelayConfig::new(url, stream)))
 }
 
 fn principal(p: &PrincipalConfig) -> Result<(String, Principal)> {
@@ -256,6 +330,7 @@ impl Settings {
                 bail!("principal {}: unknown department {d}", p.id);
             }
         }
+        let nats = nats_settings(args, file.nats.as_ref(), &district.id)?;
         Ok(Settings {
             data_dir,
             store,
@@ -265,6 +340,7 @@ impl Settings {
             scheduler,
             principals,
             demo_tokens,
+            nats,
         })
     }
 }
