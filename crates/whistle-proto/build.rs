@@ -6,8 +6,15 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["types", "intake", "handling", "cases", "departments"]
-        .map(|f| root.join(format!("whistle/v1/{f}.proto")));
+    let files = [
+        "types",
+        "intake",
+        "handling",
+        "cases",
+        "departments",
+        "admin",
+    ]
+    .map(|f| root.join(format!("whistle/v1/{f}.proto")));
     println!("cargo:rerun-if-changed={}", root.display());
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod admin;
 mod cases;
 mod crash;
 mod refusals;

@@ -238,8 +238,18 @@ impl Client {
     pub fn handling(&self) -> CaseHandlingServiceClient<Channel> {
         CaseHandlingServiceClient::new(self.channel.clone())
     }
+    pub fn departments(
+        &self,
+    ) -> whistle_proto::v1::department_service_client::DepartmentServiceClient<Channel> {
+        whistle_proto::v1::department_service_client::DepartmentServiceClient::new(
+            self.channel.clone(),
+        )
+    }
     pub fn query(&self) -> CaseQueryServiceClient<Channel> {
         CaseQueryServiceClient::new(self.channel.clone())
+    }
+    pub fn admin(&self) -> whistle_proto::v1::admin_service_client::AdminServiceClient<Channel> {
+        whistle_proto::v1::admin_service_client::AdminServiceClient::new(self.channel.clone())
     }
 
     pub async fn report(

@@ -119,7 +119,7 @@ async fn watch(
                 continue;
             }
             if tx
-                .send(Ok(assignment(&state.district.id, &routed)))
+                .send(Ok(assignment(&state.district.get().id, &routed)))
                 .await
                 .is_err()
             {

@@ -8,11 +8,13 @@
 //!
 //! Invariant: this crate writes no SQL; all state changes go through the store's append.
 
+pub mod admin;
 pub mod auth;
 pub mod clock;
 pub mod convert;
 pub mod departments;
 pub mod error;
+pub mod live;
 pub mod pipeline;
 pub mod scheduler;
 pub mod server;
@@ -21,4 +23,5 @@ pub mod services;
 pub use auth::{Principal, TokenAuthenticator, hash_token};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ApiError;
+pub use live::Live;
 pub use server::{AppState, serve};

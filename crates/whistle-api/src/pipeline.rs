@@ -193,12 +193,13 @@ pub async fn execute(
             actual: version,
         });
     }
+    let (district, sla) = (state.district.get(), state.sla.get());
     let ctx = Ctx {
-        district: &state.district,
+        district: &district,
         actor,
         now: state.clock.now(),
     };
-    let events = process(&current, &cmd, &ctx, &state.sla)?;
+    let events = process(&current, &cmd, &ctx, &sla)?;
     if events.is_empty() {
         // Nothing happens (a stale deadline fire): nothing to append.
         let case = current.ok_or_else(|| ApiError::Corrupt("no case and no events".into()))?;
@@ -318,13 +319,13 @@ pub async fn merge(
             actual: dup_version,
         });
     }
+    let (district, sla) = (state.district.get(), state.sla.get());
     let ctx = Ctx {
-        district: &state.district,
+        district: &district,
         actor,
         now: state.clock.now(),
     };
-    let (dup_events, target_events) =
-        process_merge(&dup_state, &target_state, &cmd, &ctx, &state.sla)?;
+    let (dup_events, target_events) = process_merge(&dup_state, &target_state, &cmd, &ctx, &sla)?;
     let target_version = target_state.as_ref().map_or(0, |c| c.version);
     let unit = vec![
         AppendRequest {

@@ -2,9 +2,11 @@
 //! `serve`, which takes an already bound listener and a shutdown future (so tests bind
 //! port 0 and the binary decides how to stop).
 
+use crate::admin::Admin;
 use crate::auth::TokenAuthenticator;
 use crate::clock::Clock;
 use crate::departments::Departments;
+use crate::live::Live;
 use crate::services::{CaseHandling, CaseQuery, Intake};
 use std::future::Future;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use whistle_domain::{District, SlaBook};
+use whistle_proto::v1::admin_service_server::AdminServiceServer;
 use whistle_proto::v1::case_handling_service_server::CaseHandlingServiceServer;
 use whistle_proto::v1::case_query_service_server::CaseQueryServiceServer;
 use whistle_proto::v1::department_service_server::DepartmentServiceServer;
@@ -27,9 +30,12 @@ pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
-    pub district: Arc<District>,
+    /// The district in force (its roster changes through `AdminService`).
+    pub district: Live<District>,
     /// SLA policies, rules and calendars in force (every version kept).
-    pub sla: Arc<SlaBook>,
+    pub sla: Live<SlaBook>,
+    /// Admin stream versions this node has applied.
+    pub applied: Arc<crate::admin::Applied>,
     pub auth: Arc<TokenAuthenticator>,
     pub clock: Arc<dyn Clock>,
 }
@@ -61,6 +67,9 @@ pub async fn serve(
     health_reporter
         .set_serving::<DepartmentServiceServer<Departments>>()
         .await;
+    health_reporter
+        .set_serving::<AdminServiceServer<Admin>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(whistle_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -81,6 +90,10 @@ pub async fn serve(
         )
         .add_service(
             DepartmentServiceServer::new(Departments(state.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            AdminServiceServer::new(Admin(state.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(

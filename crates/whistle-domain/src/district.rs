@@ -244,7 +244,30 @@ impl District {
             departments.insert(d.id.clone(), d);
         }
 
-        for r in &spec.roster {
+        let district = District {
+            id: spec.id,
+            name: spec.name,
+            roster: Vec::new(),
+            takeover_principal: spec.takeover_principal,
+            org: OrgTree {
+                nodes,
+                grids,
+                grid_of_node,
+            },
+            catalogue,
+            departments,
+        };
+        district.validate_roster(&spec.roster)?;
+        Ok(District {
+            roster: spec.roster,
+            ..district
+        })
+    }
+
+    /// Check roster lines against the org tree: no ESCALATED lines (departments are
+    /// routed by category), known org nodes, valid principal codes.
+    pub fn validate_roster(&self, roster: &[RosterEntry]) -> Result<(), DistrictError> {
+        for r in roster {
             let bad = |reason: String| DistrictError::BadRoster {
                 principal: r.principal.0.clone(),
                 level: r.level.as_str(),
@@ -255,26 +278,14 @@ impl District {
                     "ESCALATED is routed to departments, not a roster".into()
                 ));
             }
-            if !nodes.contains_key(&r.org) {
+            if self.org.get(&r.org).is_none() {
                 return Err(bad(format!("unknown org node {}", r.org)));
             }
             if !is_valid_code(r.principal.as_str()) {
                 return Err(DistrictError::InvalidCode(r.principal.0.clone()));
             }
         }
-        Ok(District {
-            id: spec.id,
-            name: spec.name,
-            roster: spec.roster,
-            takeover_principal: spec.takeover_principal,
-            org: OrgTree {
-                nodes,
-                grids,
-                grid_of_node,
-            },
-            catalogue,
-            departments,
-        })
+        Ok(())
     }
 
     /// Departments that usually own `category`, paired departments of `compound` first.

@@ -209,6 +209,21 @@ impl SlaBook {
     pub fn policies(&self) -> impl Iterator<Item = &Policy> {
         self.versions.values().flat_map(|v| v.values())
     }
+
+    /// The spec this book was built from (every version, rules, calendars but the
+    /// built-in 24x7).
+    pub fn to_spec(&self) -> SlaSpec {
+        SlaSpec {
+            policies: self.policies().cloned().collect(),
+            rules: self.rules.clone(),
+            calendars: self
+                .calendars
+                .iter()
+                .filter(|(n, _)| n.as_str() != ALWAYS_OPEN)
+                .map(|(n, c)| (n.clone(), c.clone()))
+                .collect(),
+        }
+    }
 }
 
 /// A change to the store's deadline table, keyed by `<clock key>/<warn|breach>`.

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use whistle_api::scheduler::{self, SchedulerConfig};
-use whistle_api::{AppState, Clock, SystemClock, TokenAuthenticator};
+use whistle_api::{AppState, Clock, Live, SystemClock, TokenAuthenticator};
 use whistle_bus::{Relay, RelayConfig};
 use whistle_store::Store;
 
@@ -45,18 +45,24 @@ impl Application {
             principals = settings.principals.len(),
             "whistle ready"
         );
+        let state = AppState {
+            store: Arc::new(store),
+            district: Live::new(settings.district),
+            sla: Live::new(settings.sla),
+            applied: whistle_api::admin::Applied::new(),
+            auth: Arc::new(TokenAuthenticator::new(settings.principals)),
+            clock,
+        };
+        // Configuration changed through AdminService outranks the files it was seeded from.
+        whistle_api::admin::refresh(&state)
+            .await
+            .map_err(|e| anyhow::anyhow!("loading the admin configuration: {e}"))?;
         Ok(Application {
             listener,
             addr,
             scheduler: settings.scheduler,
             nats: settings.nats,
-            state: AppState {
-                store: Arc::new(store),
-                district: Arc::new(settings.district),
-                sla: Arc::new(settings.sla),
-                auth: Arc::new(TokenAuthenticator::new(settings.principals)),
-                clock,
-            },
+            state,
         })
     }
 
@@ -89,8 +95,19 @@ impl Application {
                 let _ = stopped.wait_for(|s| *s).await;
             }))
         });
+        let follower = {
+            let mut stopped = stopped.clone();
+            tokio::spawn(whistle_api::admin::follow(
+                self.state.clone(),
+                std::time::Duration::from_secs(2),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            ))
+        };
         let served = whistle_api::serve(self.listener, self.state, shutdown).await;
         let _ = stop.send(true);
+        let _ = follower.await;
         if let Some(task) = scheduler {
             let _ = task.await;
         }
