@@ -61,12 +61,13 @@ async fn append(
     let stream = StreamId::new(stream);
     let current = state.store.stream_version(&stream).await?;
     if let Some(e) = expected
-        && e != current {
-            return Err(ApiError::StaleVersion {
-                expected: e,
-                actual: current,
-            });
-        }
+        && e != current
+    {
+        return Err(ApiError::StaleVersion {
+            expected: e,
+            actual: current,
+        });
+    }
     let payload = serde_json::to_value(event)
         .map_err(|e| ApiError::Corrupt(format!("encoding {}: {e}", event.event_type())))?;
     let req = AppendRequest {
@@ -112,22 +113,24 @@ async fn latest(state: &AppState, stream: &str) -> Result<Option<(u64, AdminEven
 pub async fn refresh(state: &AppState) -> Result<(), ApiError> {
     if let Some((version, AdminEvent::SlaPublished { spec, .. })) =
         latest(state, SLA_STREAM).await?
-        && version != state.applied.sla.load(Ordering::SeqCst) {
-            let book = SlaBook::build(spec)
-                .map_err(|e| ApiError::Corrupt(format!("{SLA_STREAM}: {e}")))?;
-            state.sla.set(book);
-            state.applied.sla.store(version, Ordering::SeqCst);
-            tracing::info!(version, "SLA book loaded from the admin stream");
-        }
+        && version != state.applied.sla.load(Ordering::SeqCst)
+    {
+        let book =
+            SlaBook::build(spec).map_err(|e| ApiError::Corrupt(format!("{SLA_STREAM}: {e}")))?;
+        state.sla.set(book);
+        state.applied.sla.store(version, Ordering::SeqCst);
+        tracing::info!(version, "SLA book loaded from the admin stream");
+    }
     if let Some((version, AdminEvent::RosterReplaced { roster })) =
         latest(state, ROUTING_STREAM).await?
-        && version != state.applied.routing.load(Ordering::SeqCst) {
-            let district = replace_roster(&state.district.get(), roster)
-                .map_err(|e| ApiError::Corrupt(format!("{ROUTING_STREAM}: {e}")))?;
-            state.district.set(district);
-            state.applied.routing.store(version, Ordering::SeqCst);
-            tracing::info!(version, "roster loaded from the admin stream");
-        }
+        && version != state.applied.routing.load(Ordering::SeqCst)
+    {
+        let district = replace_roster(&state.district.get(), roster)
+            .map_err(|e| ApiError::Corrupt(format!("{ROUTING_STREAM}: {e}")))?;
+        state.district.set(district);
+        state.applied.routing.store(version, Ordering::SeqCst);
+        tracing::info!(version, "roster loaded from the admin stream");
+    }
     Ok(())
 }
 

@@ -71,13 +71,14 @@ pub fn publish_sla(
             continue;
         }
         if let Some(latest) = same_name.iter().map(|q| q.version).max()
-            && p.version < latest {
-                return Err(AdminError::VersionNotNewer {
-                    name: p.name,
-                    version: p.version,
-                    latest,
-                });
-            }
+            && p.version < latest
+        {
+            return Err(AdminError::VersionNotNewer {
+                name: p.name,
+                version: p.version,
+                latest,
+            });
+        }
         changes.push(format!("policy {} v{} published", p.name, p.version));
         spec.policies.push(p);
     }
