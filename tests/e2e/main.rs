@@ -10,5 +10,6 @@ mod support;
 mod admin;
 mod cases;
 mod crash;
+mod departments;
 mod refusals;
 mod sla;

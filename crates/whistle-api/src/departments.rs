@@ -13,7 +13,7 @@
 
 use std::pin::Pin;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -37,7 +37,18 @@ const WATCH_BATCH: u32 = 512;
 const WATCH_BUFFER: usize = 256;
 
 /// The department service.
-pub struct Departments(pub AppState);
+pub struct Departments {
+    state: AppState,
+    /// Turns true when the server starts shutting down: open streams end.
+    closing: watch::Receiver<bool>,
+}
+
+impl Departments {
+    /// The service over `state`; its streams end when `closing` turns true.
+    pub fn new(state: AppState, closing: watch::Receiver<bool>) -> Departments {
+        Departments { state, closing }
+    }
+}
 
 /// The caller's department, or `PERMISSION_DENIED` for anyone else.
 fn department_of(actor: &Actor, rpc: &str) -> Result<DepartmentId, Status> {
@@ -82,12 +93,26 @@ pub fn assignment(district: &str, r: &Routed) -> pb::Assignment {
     }
 }
 
+/// Completes once the server starts shutting down.
+async fn closed(closing: &mut watch::Receiver<bool>) {
+    loop {
+        let now = *closing.borrow_and_update();
+        if now {
+            return;
+        }
+        if closing.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Feeds one `WatchAssignments` stream until the client goes away or the store fails.
 async fn watch(
     state: AppState,
     department: DepartmentId,
     after: i64,
     tx: mpsc::Sender<Result<pb::Assignment, Status>>,
+    mut closing: watch::Receiver<bool>,
 ) {
     let mut follower = Follower::new(state.store.clone(), after, WATCH_BATCH);
     let mut router = Router::default();
@@ -95,6 +120,14 @@ async fn watch(
         let batch = tokio::select! {
             b = follower.next_batch() => b,
             _ = tx.closed() => return,
+            _ = closed(&mut closing) => {
+                let _ = tx
+                    .send(Err(Status::unavailable(
+                        "server shutting down; resume from your last position",
+                    )))
+                    .await;
+                return;
+            }
         };
         let batch = match batch {
             Ok(b) => b,
@@ -149,14 +182,15 @@ impl Departments {
         key: &str,
         cmd: impl FnOnce() -> Result<Command, ApiError>,
     ) -> Result<Response<pb::CommandAck>, Status> {
-        let actor = self.0.auth.authenticate(metadata, rpc)?;
+        let actor = self.state.auth.authenticate(metadata, rpc)?;
         let department = department_of(&actor, rpc)?;
         let id: CaseId = case_id("case_id", id)?;
         let key = idempotency_key(key)?;
         let cmd = cmd()?;
         self.scope(&actor, &department, id, &cmd, key.as_deref())
             .await?;
-        let outcome = pipeline::execute(&self.0, &actor, id, expected_version, key, cmd).await?;
+        let outcome =
+            pipeline::execute(&self.state, &actor, id, expected_version, key, cmd).await?;
         Ok(Response::new(ack(&outcome)))
     }
 
@@ -172,7 +206,7 @@ impl Departments {
     ) -> Result<(), ApiError> {
         if let Some(key) = key
             && self
-                .0
+                .state
                 .store
                 .find_idempotent(actor.principal.as_str(), key)
                 .await?
@@ -182,7 +216,7 @@ impl Departments {
             // a different request under the same key).
             return Ok(());
         }
-        let (case, _) = pipeline::load_case(&self.0, id).await?;
+        let (case, _) = pipeline::load_case(&self.state, id).await?;
         let mine = Handler::Department(department.clone());
         let holds = case.handler() == Some(&mine);
         let may_claim = matches!(cmd, Command::Acknowledge)
@@ -207,7 +241,7 @@ impl DepartmentService for Departments {
         request: Request<pb::WatchAssignmentsRequest>,
     ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
         let actor = self
-            .0
+            .state
             .auth
             .authenticate(request.metadata(), "WatchAssignments")?;
         let department = department_of(&actor, "WatchAssignments")?;
@@ -217,7 +251,13 @@ impl DepartmentService for Departments {
         }
         tracing::info!(principal = %actor.principal, department = %department, after, "WatchAssignments opened");
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
-        tokio::spawn(watch(self.0.clone(), department, after, tx));
+        tokio::spawn(watch(
+            self.state.clone(),
+            department,
+            after,
+            tx,
+            self.closing.clone(),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

@@ -54,6 +54,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let (close, closing) = tokio::sync::watch::channel(false);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<IntakeServiceServer<Intake>>()
@@ -89,7 +90,7 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(
-            DepartmentServiceServer::new(Departments(state.clone()))
+            DepartmentServiceServer::new(Departments::new(state.clone(), closing.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(
@@ -100,7 +101,12 @@ pub async fn serve(
             CaseQueryServiceServer::new(CaseQuery(state))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.await;
+            // Server streams (WatchAssignments) end now, or draining would wait on
+            // them forever; clients resume from their cursor.
+            let _ = close.send(true);
+        })
         .await?;
     Ok(())
 }

@@ -1,0 +1,237 @@
+//! Departments end to end (小区吹哨、部门报到): the example department service signs
+//! for, reports on site and resolves a case dispatched to it —
+//!
+//! * in the embedded mode (no NATS), following gRPC `WatchAssignments` of an
+//!   in-process server, on both backends, with the service's scoping (a department
+//!   sees and acts on its own cases only);
+//! * against the real `whistle serve --nats-url …` binary, consuming its durable
+//!   JetStream consumer from a nats-server spawned for the test.
+
+use crate::both_backends;
+use crate::support::{Backend, Client, spawn_app, token};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_stream::StreamExt;
+use whistle_bus::testing::NatsServer;
+use whistle_department::{ConsumerConfig, ExampleHandler, run_grpc, run_nats};
+use whistle_proto::v1 as pb;
+use whistle_proto::v1::department_service_client::DepartmentServiceClient;
+
+both_backends!(example_department_resolves_an_escalated_case_over_watch_assignments);
+
+/// Waits (bounded) until the case is resolved; returns its view.
+async fn wait_resolved(client: &Client, case_id: &str) -> pb::CaseView {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let view = client.get(case_id).await.expect("get case");
+        if view.status == "resolved" {
+            return view;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "case not resolved in time: {view:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn dept_client(client: &Client) -> DepartmentServiceClient<tonic::transport::Channel> {
+    client.departments()
+}
+
+async fn example_department_resolves_an_escalated_case_over_watch_assignments(b: Backend) {
+    let app = spawn_app(&b).await;
+    let server = format!("http://{}", app.addr);
+    let gw = app.client("gw-lin").await;
+    let gas = app.client("dept-gas").await;
+
+    // The example service for the fire brigade, following WatchAssignments from 0.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn({
+        let server = server.clone();
+        async move {
+            let mut handler =
+                ExampleHandler::new(&server, &token("dept-fire"), "fire").expect("handler");
+            let last = run_grpc(&mut handler, 0, async {
+                let _ = stopped.await;
+            })
+            .await;
+            (handler.resolved, last)
+        }
+    });
+
+    // A fire hazard in a compound paired with the fire brigade: routing dispatches it.
+    let case_id = gw.report_ok("fire_hazard", "hongqi-jiayuan-b2").await;
+    let view = wait_resolved(&gw, &case_id).await;
+    assert_eq!(
+        view.handler,
+        crate::support::department("fire"),
+        "resolved by the fire brigade"
+    );
+    let timeline = gw.timeline(&case_id).await;
+    let types: Vec<_> = timeline
+        .entries
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
+    for t in ["CaseAcknowledged", "ArrivedOnSite", "CaseResolved"] {
+        assert!(types.contains(&t), "{t} in {types:?}");
+    }
+
+    // Scoping: the gas company sees none of it and cannot act on it.
+    let mut watch = dept_client(&gas)
+        .watch_assignments(gas.req(pb::WatchAssignmentsRequest { after_position: 0 }))
+        .await
+        .expect("gas may watch")
+        .into_inner();
+    let none = tokio::time::timeout(Duration::from_millis(500), watch.next()).await;
+    assert!(none.is_err(), "gas received {none:?}");
+    let refused = dept_client(&gas)
+        .add_note(gas.req(pb::AddNoteRequest {
+            case_id: case_id.clone(),
+            expected_version: None,
+            idempotency_key: String::new(),
+            text: "not ours".into(),
+            evidence: vec![],
+        }))
+        .await
+        .expect_err("not its case");
+    assert_eq!(refused.code(), tonic::Code::NotFound);
+    // Only departments may use the service.
+    let denied = dept_client(&gw)
+        .watch_assignments(gw.req(pb::WatchAssignmentsRequest { after_position: 0 }))
+        .await
+        .expect_err("grid workers may not watch");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+
+    // The fire brigade's stream resumes from a cursor: after the last position it
+    // handled, nothing old comes back.
+    let _ = stop.send(());
+    let (resolved, last) = service.await.expect("service");
+    assert_eq!(resolved, 1);
+    let fire = app.client("dept-fire").await;
+    let mut resumed = dept_client(&fire)
+        .watch_assignments(fire.req(pb::WatchAssignmentsRequest {
+            after_position: last,
+        }))
+        .await
+        .expect("resume")
+        .into_inner();
+    let nothing = tokio::time::timeout(Duration::from_millis(500), resumed.next()).await;
+    assert!(nothing.is_err(), "nothing after the cursor: {nothing:?}");
+    let mut from_zero = dept_client(&fire)
+        .watch_assignments(fire.req(pb::WatchAssignmentsRequest { after_position: 0 }))
+        .await
+        .expect("from zero")
+        .into_inner();
+    let first = from_zero.next().await.expect("an assignment").expect("ok");
+    assert_eq!(first.case_id, case_id);
+    assert_eq!(first.event_type, "CaseAssigned");
+    assert_eq!(first.department, "fire");
+    assert_eq!(
+        first.subject,
+        "whistle.qinghe.hongqi-jiayuan.fire.CaseAssigned"
+    );
+    app.stop().await;
+}
+
+/// The real `whistle serve --nats-url …`, killed on drop.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Served {
+    fn start(data_dir: &Path, url: &str, nats: &str) -> Served {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_whistle"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
+            .args(["--nats-url", nats])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("spawn whistle");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("whistle: gRPC listening on ") {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("whistle reported its address");
+        Served {
+            child,
+            addr: addr.parse().expect("address"),
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_department_resolves_an_escalated_case_from_nats_against_whistle_serve() {
+    let test = "departments::example_department_from_nats";
+    let Some(nats) = NatsServer::start(test) else {
+        return;
+    };
+    let b = Backend::sqlite();
+    let data_dir = b.data_dir();
+    let served = Served::start(&data_dir, &b.url(), &nats.url());
+    let demo = |id: &str| whistle_server::demo::token_for(&data_dir, id).expect("demo token");
+    let gw = Client::connect(served.addr, &demo("gw-lin")).await;
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn({
+        let server = format!("http://{}", served.addr);
+        let token = demo("dept-fire");
+        let nats = nats.url();
+        async move {
+            let mut handler = ExampleHandler::new(&server, &token, "fire").expect("handler");
+            run_nats(
+                ConsumerConfig::new(nats, "qinghe", "fire"),
+                &mut handler,
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await;
+            handler.resolved
+        }
+    });
+
+    let first = gw.report_ok("fire_hazard", "hongqi-jiayuan-b1").await;
+    let second = gw.report_ok("ebike_charging", "liuyin-huayuan-b3").await;
+    for case_id in [&first, &second] {
+        let view = wait_resolved(&gw, case_id).await;
+        assert_eq!(view.handler, crate::support::department("fire"));
+    }
+    let _ = stop.send(());
+    assert_eq!(service.await.expect("service"), 2);
+    drop(served);
+}
