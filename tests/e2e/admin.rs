@@ -152,6 +152,7 @@ async fn admins_publish_policies_and_rosters_as_events_that_every_node_follows(b
                 level: pb::Level::Escalated.into(),
                 org: "heping-lijing".into(),
                 principal_id: "h-chen".into(),
+                party: String::new(),
             }],
             expected_version: None,
         }))
@@ -165,11 +166,34 @@ async fn admins_publish_policies_and_rosters_as_events_that_every_node_follows(b
         .expect("routing")
         .into_inner()
         .entries;
-    assert_eq!(entries.len(), 3, "the demo roster");
+    assert_eq!(entries.len(), 5, "the demo roster");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.principal_id == "prop-hongqi" && e.party == "property_company")
+    );
+    let mut bad = entries.clone();
+    bad.push(pb::RosterEntry {
+        level: pb::Level::Neighbour.into(),
+        org: "heping-lijing".into(),
+        principal_id: "h-chen".into(),
+        party: "landlord".into(),
+    });
+    let e = admin
+        .admin()
+        .set_roster(admin.req(pb::SetRosterRequest {
+            entries: bad,
+            expected_version: None,
+        }))
+        .await
+        .expect_err("unknown party");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("landlord"), "{}", e.message());
     entries.push(pb::RosterEntry {
         level: pb::Level::Neighbour.into(),
         org: "heping-lijing".into(),
         principal_id: "h-chen".into(),
+        party: "party_member".into(),
     });
     admin
         .admin()

@@ -10,6 +10,7 @@ both_backends!(
     authentication_and_roles_are_enforced_and_log_unchanged,
     two_clients_escalating_at_the_same_version_one_wins_one_aborted,
     forbidden_transitions_are_failed_precondition,
+    unversioned_commands_are_decided_again_after_a_concurrent_write,
 );
 
 fn field(s: &tonic::Status) -> String {
@@ -326,5 +327,43 @@ async fn forbidden_transitions_are_failed_precondition(b: Backend) {
         .expect("reopen");
     let v = gw.get(&id).await.expect("get");
     assert_eq!((v.status.as_str(), v.reopen_count), ("open", 1));
+    app.stop().await;
+}
+
+/// Commands without an expected version mean "on the case as it is": three notes racing
+/// on one case all land (the loser of each version race decides again).
+async fn unversioned_commands_are_decided_again_after_a_concurrent_write(b: Backend) {
+    let app = spawn_app(&b).await;
+    let gw = app.client("gw-lin").await;
+    let id = gw.report_ok("sanitation", "liuyin-gongyu").await;
+    let note = |c: crate::support::Client, text: &'static str| {
+        let id = id.clone();
+        async move {
+            c.intake()
+                .add_note(c.req(pb::AddNoteRequest {
+                    case_id: id,
+                    expected_version: None,
+                    idempotency_key: String::new(),
+                    text: text.into(),
+                    evidence: vec![],
+                }))
+                .await
+        }
+    };
+    let (a, b2, c) = tokio::join!(
+        note(app.client("gw-lin").await, "first"),
+        note(app.client("sup-dongfeng").await, "second"),
+        note(app.client("admin").await, "third")
+    );
+    for r in [a, b2, c] {
+        r.expect("every note lands");
+    }
+    let t = gw.timeline(&id).await;
+    let notes = t
+        .entries
+        .iter()
+        .filter(|e| e.event_type == "NoteAdded")
+        .count();
+    assert_eq!(notes, 3);
     app.stop().await;
 }

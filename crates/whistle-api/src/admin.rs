@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tonic::{Request, Response, Status};
 use whistle_domain::admin::{AdminEvent, ROUTING_STREAM, SLA_STREAM, publish_sla, replace_roster};
-use whistle_domain::{Actor, Level, OrgId, PrincipalId, Role, RosterEntry, SlaBook, SlaSpec};
+use whistle_domain::{
+    Actor, Level, OrgId, Party, PrincipalId, Role, RosterEntry, SlaBook, SlaSpec,
+};
 use whistle_proto::v1 as pb;
 use whistle_proto::v1::admin_service_server::AdminService;
 use whistle_store::{
@@ -48,6 +50,15 @@ fn level_of(v: i32) -> Result<Level, ApiError> {
         Ok(pb::Level::Escalated) => Ok(Level::Escalated),
         _ => Err(ApiError::bad("entries", format!("unknown level {v}"))),
     }
+}
+
+fn party_of(s: &str) -> Result<Option<Party>, ApiError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map(Some)
+        .map_err(|_| ApiError::bad("entries", format!("unknown party {s:?}")))
 }
 
 /// Append one admin event at the expected version of its stream.
@@ -223,6 +234,7 @@ impl AdminService for Admin {
                     level: convert::level(r.level).into(),
                     org: r.org.0.clone(),
                     principal_id: r.principal.0.clone(),
+                    party: r.party.map(|p| p.as_str().to_string()).unwrap_or_default(),
                 })
                 .collect(),
             takeover_principal_id: d
@@ -251,6 +263,7 @@ impl AdminService for Admin {
                     level: level_of(e.level)?,
                     org: OrgId(convert::code("entries", &e.org)?),
                     principal: PrincipalId(convert::code("entries", &e.principal_id)?),
+                    party: party_of(&e.party)?,
                 })
             })
             .collect::<Result<Vec<_>, ApiError>>()?;

@@ -13,7 +13,7 @@ use whistle_domain::{
 };
 use whistle_store::{
     AppendOutcome, AppendRequest, DeadlineChange, EventStore, ExpectedVersion, IdempotencyKey,
-    NewEvent, RecordedEvent, StreamId,
+    NewEvent, RecordedEvent, StoreError, StreamId,
 };
 
 /// What a successful command returns.
@@ -179,10 +179,60 @@ pub async fn execute(
         tracing::info!("idempotent replay");
         return Ok(done);
     }
-    let current = if is_report {
-        None
-    } else {
+    // Without an expected version the caller asked for "this command on the case as it
+    // is": a concurrent write (often the scheduler recording a clock event) is not the
+    // caller's conflict, so decide again on the fresh state. With one, ABORTED.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let request = Attempt {
+            actor,
+            case_id,
+            expected_version,
+            idempotency_key: idempotency_key.clone(),
+            cmd: &cmd,
+            fingerprint: &fp,
+            // A report's stream is new by construction: nothing to load.
+            load: !is_report,
+        };
+        match attempt(state, request).await {
+            Err(ApiError::Store(StoreError::Conflict { .. }))
+                if expected_version.is_none() && tries < 3 =>
+            {
+                tracing::debug!(tries, "concurrent write; deciding again");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The inputs of one round of [`execute`].
+struct Attempt<'a> {
+    actor: &'a Actor,
+    case_id: CaseId,
+    expected_version: Option<u64>,
+    idempotency_key: Option<String>,
+    cmd: &'a Command,
+    fingerprint: &'a str,
+    /// Whether the case must be loaded (not for a report: its stream is new).
+    load: bool,
+}
+
+/// One load → decide → append round of [`execute`].
+async fn attempt(state: &AppState, a: Attempt<'_>) -> Result<Outcome, ApiError> {
+    let Attempt {
+        actor,
+        case_id,
+        expected_version,
+        idempotency_key,
+        cmd,
+        fingerprint: fp,
+        load: must_load,
+    } = a;
+    let current = if must_load {
         load(state, case_id).await?.state
+    } else {
+        None
     };
     let version = current.as_ref().map_or(0, |c| c.version);
     if let Some(expected) = expected_version
@@ -199,7 +249,7 @@ pub async fn execute(
         actor,
         now: state.clock.now(),
     };
-    let events = process(&current, &cmd, &ctx, &sla)?;
+    let events = process(&current, cmd, &ctx, &sla)?;
     if events.is_empty() {
         // Nothing happens (a stale deadline fire): nothing to append.
         let case = current.ok_or_else(|| ApiError::Corrupt("no case and no events".into()))?;
@@ -217,7 +267,7 @@ pub async fn execute(
         idempotency: idempotency_key.map(|key| IdempotencyKey {
             scope: actor.principal.0.clone(),
             key,
-            fingerprint: fp,
+            fingerprint: fp.to_string(),
         }),
         deadlines: deadline_changes(&events),
     };

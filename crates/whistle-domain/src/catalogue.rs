@@ -106,6 +106,51 @@ impl Urgency {
     }
 }
 
+/// The parties of the five-party responsibility list (五方责任清单) and the compound's own
+/// bodies: who is responsible for a category at a rung.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Party {
+    /// Registered in-service party members, party-member households (在职党员, 党员中心户).
+    PartyMember,
+    /// Building steward or party group leader (楼栋长, 党小组长).
+    BuildingSteward,
+    /// The compound party branch (小区党支部).
+    PartyBranch,
+    /// The owners' committee (业委会).
+    OwnersCommittee,
+    /// The property company (物业).
+    PropertyCompany,
+    /// The community (社区).
+    Community,
+    /// The street (街道).
+    Street,
+    /// A district functional department (区职能部门), at `ESCALATED`.
+    Department,
+}
+
+impl Party {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Party::PartyMember => "party_member",
+            Party::BuildingSteward => "building_steward",
+            Party::PartyBranch => "party_branch",
+            Party::OwnersCommittee => "owners_committee",
+            Party::PropertyCompany => "property_company",
+            Party::Community => "community",
+            Party::Street => "street",
+            Party::Department => "department",
+        }
+    }
+}
+
+/// Which party owns a category at one rung.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub level: Level,
+    pub party: Party,
+}
+
 /// One entry of the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Category {
@@ -117,10 +162,23 @@ pub struct Category {
     pub starts_at: Level,
     /// Default response-time class.
     pub policy: PolicyClass,
-    /// Free text naming the usual owner, shown to dispatchers (routing rules are data of
-    /// their own).
+    /// Free text naming the usual owner, shown to dispatchers.
     #[serde(default)]
     pub usual_owner: String,
+    /// The five-party list for this category: the party responsible at each rung.
+    /// Routing prefers a roster line of that party (see `crate::routing`).
+    #[serde(default)]
+    pub owners: Vec<Owner>,
+}
+
+impl Category {
+    /// The party responsible at `level`, if the list names one.
+    pub fn owner_at(&self, level: Level) -> Option<Party> {
+        self.owners
+            .iter()
+            .find(|o| o.level == level)
+            .map(|o| o.party)
+    }
 }
 
 /// The catalogue of one district, keyed by code.

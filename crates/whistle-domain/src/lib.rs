@@ -35,7 +35,7 @@ pub use calendar::{BusinessHours, Calendar, Window};
 pub use case::{
     Case, CaseState, ClockOutcome, Closure, Handler, Hold, MilestoneClock, Pause, Stage, Status,
 };
-pub use catalogue::{Catalogue, Category, Level, PolicyClass, Urgency};
+pub use catalogue::{Catalogue, Category, Level, Owner, Party, PolicyClass, Urgency};
 pub use command::{Command, MergeCase};
 pub use decide::{Ctx, decide, decide_merge, triage};
 pub use district::{Department, District, DistrictError, DistrictSpec};

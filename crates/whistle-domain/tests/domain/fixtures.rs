@@ -101,6 +101,7 @@ pub fn category(code: &str, starts_at: Level, policy: PolicyClass) -> Category {
         starts_at,
         policy,
         usual_owner: String::new(),
+        owners: Vec::new(),
     }
 }
 

@@ -383,16 +383,19 @@ fn roster_routes_each_rung_to_its_handler() {
             level: Level::Neighbour,
             org: OrgId::new("cp1-b1"),
             principal: PrincipalId::new("h-1"),
+            party: None,
         },
         RosterEntry {
             level: Level::Neighbour,
             org: OrgId::new(CP1),
             principal: PrincipalId::new("h-2"),
+            party: None,
         },
         RosterEntry {
             level: Level::Unit,
             org: OrgId::new(CP1),
             principal: PrincipalId::new("h-2"),
+            party: None,
         },
     ];
     let mut run = Run::new(District::build(spec).expect("district"), book(PRESET_83012));
@@ -730,4 +733,65 @@ fn replay_under_a_stricter_policy_scores_the_same_actions_worse_and_says_where()
     // Cases signed at 6 minutes were on time and are now late; nothing else moved.
     assert_eq!(c_respond - a_respond, 12, "the twelve signed at minute 6");
     assert_eq!(c_resolve, a_resolve, "resolution targets did not change");
+}
+
+#[test]
+fn routing_prefers_the_party_the_five_party_list_names_for_the_rung() {
+    use whistle_domain::{Owner, Party};
+    let mut spec = spec();
+    // The lift belongs to the property company at BRANCH; fee disputes to the owners'
+    // committee. The branch secretary is listed on the building, the property company
+    // and the committee on the compound.
+    for c in spec.categories.iter_mut() {
+        if c.code.as_str() == LIFT {
+            c.owners = vec![Owner {
+                level: Level::Branch,
+                party: Party::PropertyCompany,
+            }];
+        }
+        if c.code.as_str() == FEE {
+            c.owners = vec![Owner {
+                level: Level::Branch,
+                party: Party::OwnersCommittee,
+            }];
+        }
+    }
+    spec.roster = vec![
+        RosterEntry {
+            level: Level::Branch,
+            org: OrgId::new("cp1-b1"),
+            principal: PrincipalId::new("branch-sec"),
+            party: Some(Party::PartyBranch),
+        },
+        RosterEntry {
+            level: Level::Branch,
+            org: OrgId::new(CP1),
+            principal: PrincipalId::new("property-co"),
+            party: Some(Party::PropertyCompany),
+        },
+        RosterEntry {
+            level: Level::Branch,
+            org: OrgId::new(CP1),
+            principal: PrincipalId::new("committee"),
+            party: Some(Party::OwnersCommittee),
+        },
+    ];
+    let district = District::build(spec).expect("district");
+    let routed = |category: &str, location: &str| {
+        let mut run = Run::new(district.clone(), book(PRESET_83012));
+        report(&mut run, NINE, category, location);
+        run.case().handler().cloned()
+    };
+    assert_eq!(
+        routed(LIFT, "cp1-b1-u1"),
+        Some(hp("property-co")),
+        "the owning party, though listed higher up"
+    );
+    assert_eq!(routed(FEE, "cp1-b1"), Some(hp("committee")));
+    // No owner named for the rung: the most specific line wins.
+    assert_eq!(
+        routed(CLUTTER, "cp1-b1-u1"),
+        None,
+        "no UNIT roster at all: the queue"
+    );
 }
