@@ -156,6 +156,17 @@ pub enum CaseCommand {
     },
 }
 
+/// `whistle admin …`: the SLA book and the roster of a running server.
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Print the SLA book in force (TOML, every policy version).
+    SlaShow,
+    /// Publish policy versions, rules and calendars from a TOML file.
+    SlaPublish { file: PathBuf },
+    /// Print the roster in force.
+    RosterShow,
+}
+
 struct Client {
     channel: Channel,
     auth: MetadataValue<tonic::metadata::Ascii>,
@@ -193,6 +204,85 @@ impl Client {
             idempotency_key: self.key.clone(),
         }
     }
+}
+
+async fn connect(args: &ClientArgs) -> Result<Client> {
+    let token = match (&args.token, &args.as_principal) {
+        (_, Some(id)) => crate::demo::token_for(&args.data_dir, id)?,
+        (Some(t), None) => t.clone(),
+        (None, None) => bail!("give --as DEMO_PRINCIPAL or --token TOKEN (or WHISTLE_TOKEN)"),
+    };
+    let channel = Channel::from_shared(args.server.clone())
+        .context("invalid --server URL")?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", args.server))?;
+    Ok(Client {
+        channel,
+        auth: format!("Bearer {token}")
+            .parse()
+            .context("token is not valid header text")?,
+        expected_version: args.expected_version,
+        key: args.key.clone().unwrap_or_default(),
+    })
+}
+
+pub async fn run_admin(args: ClientArgs, cmd: AdminCommand) -> Result<()> {
+    let c = connect(&args).await?;
+    let mut admin =
+        whistle_proto::v1::admin_service_client::AdminServiceClient::new(c.channel.clone());
+    match cmd {
+        AdminCommand::SlaShow => {
+            let d = admin
+                .get_sla(c.req(pb::GetSlaRequest {}))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!("# admin SLA stream version {}\n{}", d.version, d.toml);
+        }
+        AdminCommand::SlaPublish { file } => {
+            let toml = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let a = admin
+                .publish_sla(c.req(pb::PublishSlaRequest {
+                    toml,
+                    expected_version: c.expected_version,
+                }))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!("published (admin SLA stream version {}):", a.version);
+            for line in a.changes {
+                println!("  - {line}");
+            }
+        }
+        AdminCommand::RosterShow => {
+            let d = admin
+                .get_routing(c.req(pb::GetRoutingRequest {}))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "roster (admin routing stream version {}), takeover: {}",
+                d.version,
+                if d.takeover_principal_id.is_empty() {
+                    "-"
+                } else {
+                    &d.takeover_principal_id
+                }
+            );
+            for e in d.entries {
+                println!(
+                    "  {:<9} {:<22} {:<16} {}",
+                    level_str(e.level),
+                    e.org,
+                    e.principal_id,
+                    e.party
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn handler(principal: Option<String>, department: Option<String>) -> Result<pb::Handler> {
@@ -268,24 +358,7 @@ fn level_str(l: i32) -> &'static str {
 }
 
 pub async fn run(args: ClientArgs, cmd: CaseCommand) -> Result<()> {
-    let token = match (&args.token, &args.as_principal) {
-        (_, Some(id)) => crate::demo::token_for(&args.data_dir, id)?,
-        (Some(t), None) => t.clone(),
-        (None, None) => bail!("give --as DEMO_PRINCIPAL or --token TOKEN (or WHISTLE_TOKEN)"),
-    };
-    let channel = Channel::from_shared(args.server.clone())
-        .context("invalid --server URL")?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {}", args.server))?;
-    let c = Client {
-        channel,
-        auth: format!("Bearer {token}")
-            .parse()
-            .context("token is not valid header text")?,
-        expected_version: args.expected_version,
-        key: args.key.clone().unwrap_or_default(),
-    };
+    let c = connect(&args).await?;
     match cmd {
         CaseCommand::Report {
             category,

@@ -28,6 +28,13 @@ enum Cmd {
     Migrate(ServeArgs),
     /// Print the district's categories and example locations, for reporting.
     District(ServeArgs),
+    /// Administer a running server: the SLA book and the roster.
+    Admin {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: cli::AdminCommand,
+    },
     /// What-if: score the log's milestones under a candidate SLA file beside the actual
     /// figures, per level, department and category. Writes nothing.
     Replay {
@@ -96,6 +103,7 @@ fn run() -> Result<()> {
                 Ok(())
             }
             Cmd::Case { client, command } => cli::run(client, command).await,
+            Cmd::Admin { client, command } => cli::run_admin(client, command).await,
             Cmd::Replay {
                 store,
                 policy,
