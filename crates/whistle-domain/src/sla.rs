@@ -23,6 +23,8 @@ use time::OffsetDateTime;
 /// The shipped presets, as TOML text (parsed at the edge; the domain does no IO).
 pub const PRESET_83012: &str = include_str!("../presets/83012.toml");
 pub const PRESET_BEIJING_12345: &str = include_str!("../presets/beijing-12345.toml");
+/// Example business-hours calendar: mainland China 2025 with holidays and 调休.
+pub const CALENDAR_CN_2025: &str = include_str!("../presets/calendar-cn-2025.toml");
 
 /// The name of the built-in round-the-clock calendar.
 pub const ALWAYS_OPEN: &str = "24x7";

@@ -795,3 +795,41 @@ fn routing_prefers_the_party_the_five_party_list_names_for_the_rung() {
         "no UNIT roster at all: the queue"
     );
 }
+
+#[test]
+fn the_shipped_2025_calendar_counts_spring_festival_and_its_makeup_days() {
+    use whistle_domain::sla::CALENDAR_CN_2025;
+    let text = format!(
+        "{}\n{}",
+        PRESET_83012.replace("calendar = \"24x7\"", "calendar = \"cn-2025\""),
+        CALENDAR_CN_2025
+    );
+    let book = book(&text);
+    let cal = book.calendar("cn-2025").expect("calendar");
+    // Friday 24 January 17:00 + 3 working hours: 1 h on Friday, then Sunday 26 January
+    // is a make-up working day.
+    assert_eq!(
+        cal.add(datetime!(2025-01-24 17:00 +08:00), 3 * 3600),
+        datetime!(2025-01-26 11:00 +08:00)
+    );
+    // Monday 27 January 17:00 + 2 h: over the Spring Festival (28 Jan – 4 Feb) to
+    // Wednesday 5 February.
+    assert_eq!(
+        cal.add(datetime!(2025-01-27 17:00 +08:00), 2 * 3600),
+        datetime!(2025-02-05 10:00 +08:00)
+    );
+    // Saturday 8 February is worked.
+    assert!(matches!(cal, Calendar::Business(b) if b.is_workday(time::macros::date!(2025-02-08))));
+    // A routine respond clock under this calendar, reported on New Year's Eve evening.
+    let mut run = Run::new(district(), book);
+    report(
+        &mut run,
+        datetime!(2024-12-31 17:58 +08:00),
+        NOISE,
+        "cp1-b1-u1",
+    );
+    assert_eq!(
+        run.clock("respond").deadline,
+        datetime!(2025-01-02 09:06 +08:00)
+    );
+}
