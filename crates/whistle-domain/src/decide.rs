@@ -492,6 +492,16 @@ fn on_case(case: &Case, cmd: &Command, ctx: &Ctx<'_>) -> Result<Vec<EventBody>, 
             let stage = open_stage()?;
             not_paused()?;
             steer_check(actor, case.level, stage)?;
+            // Pausing stops the respond clock too: a handler must sign for the case (and
+            // so meet or miss "respond") before pausing it; overseers may pause any time
+            // (weather, a district-wide incident).
+            if !oversees(actor) && !matches!(stage, Stage::Acknowledged(_) | Stage::OnSite(_)) {
+                return Err(transition(
+                    name,
+                    case,
+                    "sign for the case before pausing its clock",
+                ));
+            }
             vec![EventBody::ClockPaused { reason }]
         }
         Command::Resume => {
