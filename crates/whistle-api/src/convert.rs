@@ -363,6 +363,13 @@ pub fn summary(body: &EventBody) -> String {
             paused_seconds,
             ..
         } => format!("{key} moved {paused_seconds} s by the pause"),
+        EventBody::DeliveryFailed {
+            department,
+            event_id,
+            deliveries,
+        } => format!(
+            "department:{department} could not take event {event_id} after {deliveries} deliveries"
+        ),
         EventBody::CaseTakenOver {
             principal,
             milestone,

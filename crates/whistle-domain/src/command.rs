@@ -67,6 +67,15 @@ pub enum Command {
     Reject {
         reason: String,
     },
+    /// A department's consumer kept failing a message past its max deliveries (reported
+    /// by the bus, system only): recorded, and if that department holds the case
+    /// without having signed for it, the district takes it over.
+    RecordDeliveryFailure {
+        department: crate::ids::DepartmentId,
+        /// The event that could not be delivered.
+        event_id: String,
+        deliveries: u32,
+    },
     /// The scheduler fires one instant of a milestone clock (system only). Stale fires
     /// (the clock was met, moved or paused meanwhile) decide to nothing.
     FireDeadline {
@@ -106,6 +115,7 @@ impl Command {
             Command::Withdraw { .. } => "WithdrawCase",
             Command::Reject { .. } => "RejectCase",
             Command::FireDeadline { .. } => "FireDeadline",
+            Command::RecordDeliveryFailure { .. } => "RecordDeliveryFailure",
         }
     }
 
@@ -127,7 +137,7 @@ impl Command {
                 &[Handler, Department]
             }
             Command::Escalate { .. } => &[Handler, Supervisor, Admin],
-            Command::FireDeadline { .. } => &[System],
+            Command::FireDeadline { .. } | Command::RecordDeliveryFailure { .. } => &[System],
             Command::Transfer { .. } => &[Handler, Department, Supervisor, Admin],
             Command::Decline { .. } => &[Department],
             Command::Pause { .. } | Command::Resume => &[Handler, Department, Supervisor, Admin],

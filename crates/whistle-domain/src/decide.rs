@@ -532,6 +532,31 @@ fn on_case(case: &Case, cmd: &Command, ctx: &Ctx<'_>) -> Result<Vec<EventBody>, 
             vec![EventBody::CaseRejected { reason }]
         }
         Command::FireDeadline { clock, kind } => fire(case, clock, *kind, ctx)?,
+        Command::RecordDeliveryFailure {
+            department,
+            event_id,
+            deliveries,
+        } => {
+            let event_id = required_text("event_id", event_id, 64)?;
+            let mut out = vec![EventBody::DeliveryFailed {
+                department: department.clone(),
+                event_id,
+                deliveries: *deliveries,
+            }];
+            let held_unsigned = matches!(
+                &case.status,
+                Status::Open(Stage::Assigned(Handler::Department(d))) if d == department
+            );
+            if held_unsigned && case.paused.is_none() {
+                if let Some(principal) = &ctx.district.takeover_principal {
+                    out.push(EventBody::CaseTakenOver {
+                        principal: principal.clone(),
+                        milestone: "delivery".into(),
+                    });
+                }
+            }
+            out
+        }
     };
     Ok(events)
 }

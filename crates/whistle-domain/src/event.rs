@@ -251,6 +251,12 @@ pub enum EventBody {
         #[serde(with = "time::serde::rfc3339")]
         deadline: OffsetDateTime,
     },
+    /// A department's integration could not take an event after repeated deliveries.
+    DeliveryFailed {
+        department: DepartmentId,
+        event_id: String,
+        deliveries: u32,
+    },
     /// No department signed for the case in time: the district takes it over (兜底).
     CaseTakenOver {
         principal: PrincipalId,
@@ -286,6 +292,7 @@ impl EventBody {
             EventBody::MilestoneCancelled { .. } => "MilestoneCancelled",
             EventBody::DeadlineShifted { .. } => "DeadlineShifted",
             EventBody::CaseTakenOver { .. } => "CaseTakenOver",
+            EventBody::DeliveryFailed { .. } => "DeliveryFailed",
         }
     }
 }

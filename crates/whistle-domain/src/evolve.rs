@@ -196,6 +196,7 @@ pub fn evolve(state: CaseState, event: &Event) -> CaseState {
                 c.deadline = *deadline;
             }
         }
+        EventBody::DeliveryFailed { .. } => {}
         EventBody::CaseTakenOver { principal, .. } => {
             let handler = Handler::Principal(principal.clone());
             let level = case.level;

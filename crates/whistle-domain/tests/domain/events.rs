@@ -148,6 +148,11 @@ fn samples() -> Vec<EventBody> {
             principal: whistle_domain::PrincipalId::new("district-duty"),
             milestone: "respond".into(),
         },
+        EventBody::DeliveryFailed {
+            department: DepartmentId::new(DEPT_FIRE),
+            event_id: "01950000-0000-7000-8000-0000000000aa".into(),
+            deliveries: 5,
+        },
     ]
 }
 
@@ -177,9 +182,10 @@ fn variant(b: &EventBody) -> usize {
         EventBody::MilestoneCancelled { .. } => 21,
         EventBody::DeadlineShifted { .. } => 22,
         EventBody::CaseTakenOver { .. } => 23,
+        EventBody::DeliveryFailed { .. } => 24,
     }
 }
-const VARIANTS: usize = 24;
+const VARIANTS: usize = 25;
 
 #[test]
 fn every_event_body_round_trips_and_is_tagged_with_its_type() {

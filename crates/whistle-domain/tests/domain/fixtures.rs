@@ -294,6 +294,14 @@ pub fn escalate() -> Command {
         reason: "beyond us".into(),
     }
 }
+pub fn delivery_failed(department: &str) -> Command {
+    Command::RecordDeliveryFailure {
+        department: whistle_domain::DepartmentId::new(department),
+        event_id: "01950000-0000-7000-8000-0000000000aa".into(),
+        deliveries: 5,
+    }
+}
+
 pub fn breach() -> Command {
     Command::FireDeadline {
         clock: "respond@neighbour#1".into(),
@@ -347,6 +355,7 @@ pub fn every_command() -> Vec<(Command, Actor)> {
         (reopen(), reporter()),
         (escalate(), supervisor()),
         (breach(), system()),
+        (delivery_failed(DEPT_FIRE), system()),
         (transfer(hp("h-2")), supervisor()),
         (decline(), fire()),
         (pause(), supervisor()),

@@ -833,3 +833,26 @@ fn the_shipped_2025_calendar_counts_spring_festival_and_its_makeup_days() {
         datetime!(2025-01-02 09:06 +08:00)
     );
 }
+
+#[test]
+fn a_department_that_cannot_take_its_messages_loses_the_case_to_the_district() {
+    let mut spec = spec();
+    spec.takeover_principal = Some(PrincipalId::new("district-duty"));
+    let mut run = Run::new(District::build(spec).expect("district"), book(PRESET_83012));
+    report(&mut run, NINE, FIRE, "cp2");
+    assert_eq!(run.case().handler(), Some(&hd(DEPT_FIRE)));
+    let events = run.act(
+        NINE + Duration::minutes(2),
+        &system(),
+        delivery_failed(DEPT_FIRE),
+    );
+    assert_eq!(types(&events), ["DeliveryFailed", "CaseTakenOver"]);
+    assert_eq!(run.case().handler(), Some(&hp("district-duty")));
+    // Another department's failure, or one after signing, changes no hands.
+    let events = run.act(
+        NINE + Duration::minutes(3),
+        &system(),
+        delivery_failed(DEPT_GAS),
+    );
+    assert_eq!(types(&events), ["DeliveryFailed"]);
+}

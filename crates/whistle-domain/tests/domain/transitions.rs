@@ -277,6 +277,12 @@ fn table() -> Vec<Row> {
         row("fire: no such clock is stale, nothing happens", unassigned, system(), breach(), ok(&[])),
         row("fire: by a handler", unassigned, h1(), breach(), Forbidden),
 
+        // ---- RecordDeliveryFailure ----------------------------------------------------
+        row("delivery failed: dispatched, unsigned", esc_assigned_fire, system(), delivery_failed(DEPT_FIRE), ok(&["DeliveryFailed"])),
+        row("delivery failed: signed already", esc_acked_fire, system(), delivery_failed(DEPT_FIRE), ok(&["DeliveryFailed"])),
+        row("delivery failed: by a department", esc_assigned_fire, fire(), delivery_failed(DEPT_FIRE), Forbidden),
+        row("delivery failed: empty event id", esc_assigned_fire, system(), Command::RecordDeliveryFailure { department: whistle_domain::DepartmentId::new(DEPT_FIRE), event_id: "".into(), deliveries: 5 }, Invalid("event_id")),
+
         // ---- TransferCase ----------------------------------------------------------
         row("transfer: holder", acked_h1, h1(), transfer(hp("h-2")), ok(&["CaseTransferred"]))
             .then(|c| assert_eq!(c.status, Status::Open(Stage::Assigned(hp("h-2"))))),
@@ -507,6 +513,7 @@ fn transition_table_covers_every_command() {
             | Command::Reopen { .. }
             | Command::Escalate { .. }
             | Command::FireDeadline { .. }
+            | Command::RecordDeliveryFailure { .. }
             | Command::Transfer { .. }
             | Command::Decline { .. }
             | Command::Pause { .. }
@@ -518,7 +525,7 @@ fn transition_table_covers_every_command() {
     let mut names: Vec<&str> = every_command().iter().map(|(c, _)| c.name()).collect();
     names.sort();
     names.dedup();
-    assert_eq!(names.len(), 16);
+    assert_eq!(names.len(), 17);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -536,7 +543,7 @@ fn expected_roles(cmd: &Command) -> &'static [Role] {
         Command::Confirm { .. } => &[Resident, GridWorker],
         Command::Reopen { .. } => &[Resident, GridWorker, Supervisor, Admin],
         Command::Escalate { .. } => &[Handler, Supervisor, Admin],
-        Command::FireDeadline { .. } => &[System],
+        Command::FireDeadline { .. } | Command::RecordDeliveryFailure { .. } => &[System],
         Command::Transfer { .. } => &[Handler, Department, Supervisor, Admin],
         Command::Decline { .. } => &[Department],
         Command::Pause { .. } | Command::Resume => &[Handler, Department, Supervisor, Admin],
@@ -601,7 +608,7 @@ fn wrong_role_is_forbidden_for_every_command() {
     // Keep the matrix honest: most (command, role) pairs are refusals.
     assert_eq!(
         checked,
-        16 * 7
+        17 * 7
             - every_command()
                 .iter()
                 .map(|(c, _)| c.allowed_roles().len())
