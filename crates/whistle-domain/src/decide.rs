@@ -547,13 +547,14 @@ fn on_case(case: &Case, cmd: &Command, ctx: &Ctx<'_>) -> Result<Vec<EventBody>, 
                 &case.status,
                 Status::Open(Stage::Assigned(Handler::Department(d))) if d == department
             );
-            if held_unsigned && case.paused.is_none() {
-                if let Some(principal) = &ctx.district.takeover_principal {
-                    out.push(EventBody::CaseTakenOver {
-                        principal: principal.clone(),
-                        milestone: "delivery".into(),
-                    });
-                }
+            if held_unsigned
+                && case.paused.is_none()
+                && let Some(principal) = &ctx.district.takeover_principal
+            {
+                out.push(EventBody::CaseTakenOver {
+                    principal: principal.clone(),
+                    milestone: "delivery".into(),
+                });
             }
             out
         }
