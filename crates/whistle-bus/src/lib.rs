@@ -30,6 +30,7 @@ pub mod provision;
 pub mod relay;
 #[cfg(feature = "relay")]
 pub mod route;
+pub mod servers;
 pub mod subject;
 
 #[cfg(feature = "testing")]
@@ -43,3 +44,4 @@ pub use provision::{DEFAULT_STREAM, Retention, Storage, StreamSettings, ensure_s
 pub use relay::{Relay, RelayConfig, RelayStatus};
 #[cfg(feature = "relay")]
 pub use route::{DecodeError, Route, RouteError, Routed, Router, decode};
+pub use servers::parse_servers;

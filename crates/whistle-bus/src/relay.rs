@@ -230,7 +230,7 @@ async fn session(
     let client = async_nats::ConnectOptions::new()
         .name("whistle-relay")
         .connection_timeout(Duration::from_secs(5))
-        .connect(cfg.nats_url.as_str())
+        .connect(crate::servers::parse_servers(&cfg.nats_url).map_err(BusError::Connect)?)
         .await
         .map_err(|e| BusError::Connect(e.to_string()))?;
     let js = jetstream::ContextBuilder::new()

@@ -8,6 +8,8 @@
 #[path = "bus/support.rs"]
 mod support;
 
+#[path = "bus/cluster.rs"]
+mod cluster;
 #[path = "bus/delivery.rs"]
 mod delivery;
 #[path = "bus/faults.rs"]

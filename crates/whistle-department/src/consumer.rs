@@ -25,6 +25,10 @@ use whistle_bus::subject;
 
 use crate::delivery::Delivery;
 
+fn subject_servers(urls: &str) -> Result<Vec<async_nats::ServerAddr>, DepartmentError> {
+    whistle_bus::parse_servers(urls).map_err(DepartmentError::Connect)
+}
+
 /// What a handler's failure means.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandleError {
@@ -187,7 +191,7 @@ impl DepartmentConsumer {
         let client = async_nats::ConnectOptions::new()
             .name(format!("whistle-department-{}", cfg.department))
             .connection_timeout(Duration::from_secs(5))
-            .connect(cfg.nats_url.as_str())
+            .connect(subject_servers(&cfg.nats_url)?)
             .await
             .map_err(|e| DepartmentError::Connect(e.to_string()))?;
         let js = jetstream::new(client);

@@ -176,6 +176,7 @@ fn nats_settings(
     let Some(url) = args.nats_url.clone().or(file.url.clone()) else {
         return Ok(None);
     };
+    whistle_bus::parse_servers(&url).map_err(|e| anyhow::anyhow!("--nats-url: {e}"))?;
     if !whistle_bus::subject::is_token(district) {
         bail!("district id {district:?} cannot be a NATS subject token");
     }

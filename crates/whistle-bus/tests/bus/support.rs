@@ -16,6 +16,16 @@ use whistle_store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, Store}
 
 pub const DISTRICT: &str = "qinghe";
 
+/// Logs to the test's output when `RUST_LOG` is set (e.g. `RUST_LOG=whistle_bus=debug`).
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 pub fn district() -> Arc<District> {
     let text = include_str!("../../../whistle-server/demo/district.toml");
     let spec: DistrictSpec = toml::from_str(text).expect("demo district parses");
@@ -167,7 +177,9 @@ pub fn seen(m: &async_nats::Message) -> Seen {
 }
 
 pub async fn jetstream(url: &str) -> jetstream::Context {
-    let client = async_nats::connect(url).await.expect("connect to nats");
+    let client = async_nats::connect(whistle_bus::parse_servers(url).expect("urls"))
+        .await
+        .expect("connect to nats");
     jetstream::new(client)
 }
 
