@@ -235,3 +235,69 @@ async fn example_department_resolves_an_escalated_case_from_nats_against_whistle
     assert_eq!(service.await.expect("service"), 2);
     drop(served);
 }
+
+/// A department integration that cannot take anything.
+struct Broken;
+
+impl whistle_department::Handler for Broken {
+    async fn handle(
+        &mut self,
+        _: &whistle_department::Delivery,
+    ) -> Result<(), whistle_department::HandleError> {
+        Err(whistle_department::HandleError::Transient(
+            "the duty desk's system is down".into(),
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_department_failing_past_max_deliver_produces_a_delivery_failed_event() {
+    let test = "departments::delivery_failed";
+    let Some(nats) = NatsServer::start(test) else {
+        return;
+    };
+    let b = Backend::sqlite();
+    let data_dir = b.data_dir();
+    let served = Served::start(&data_dir, &b.url(), &nats.url());
+    let demo = |id: &str| whistle_server::demo::token_for(&data_dir, id).expect("demo token");
+    let gw = Client::connect(served.addr, &demo("gw-lin")).await;
+    let case_id = gw.report_ok("fire_hazard", "hongqi-jiayuan-b3").await;
+
+    // The fire brigade's integration fails every delivery; JetStream gives up after 2.
+    let mut cfg = ConsumerConfig::new(nats.url(), "qinghe", "fire");
+    cfg.max_deliver = 2;
+    cfg.retry_delay = Duration::from_millis(100);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut consumer = loop {
+        match whistle_department::DepartmentConsumer::connect(cfg.clone()).await {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no consumer: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let mut broken = Broken;
+    loop {
+        assert!(Instant::now() < deadline, "no DeliveryFailed recorded");
+        consumer
+            .poll(&mut broken, Duration::from_millis(200))
+            .await
+            .expect("poll");
+        let timeline = gw.timeline(&case_id).await;
+        if let Some(e) = timeline
+            .entries
+            .iter()
+            .find(|e| e.event_type == "DeliveryFailed")
+        {
+            let payload: serde_json::Value =
+                serde_json::from_str(&e.payload_json).expect("payload");
+            assert_eq!(payload["department"], "fire");
+            assert_eq!(payload["deliveries"], 2);
+            assert_eq!(e.actor.as_ref().map(|a| a.role.as_str()), Some("system"));
+            break;
+        }
+    }
+    assert!(consumer.stats().gave_up >= 1, "{:?}", consumer.stats());
+    drop(served);
+}

@@ -17,13 +17,14 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use whistle_bus::advisories::{DeliveryFailure, Recorded};
 use whistle_bus::{Follower, Routed, Router, subject};
 use whistle_domain::{
     Actor, CaseId, Command, DepartmentId, Handler, Level, Role, Stage, Status as CaseStatus,
 };
 use whistle_proto::v1 as pb;
 use whistle_proto::v1::department_service_server::DepartmentService;
-use whistle_store::EventStore;
+use whistle_store::{EventStore, StoreError};
 
 use crate::convert::{self, case_id, idempotency_key};
 use crate::error::ApiError;
@@ -410,5 +411,53 @@ impl DepartmentService for Departments {
             },
         )
         .await
+    }
+}
+
+/// Records a department's delivery failure (JetStream gave up on a message) as a
+/// `DeliveryFailed` event on the case, as the system, idempotently per event and
+/// department. The SLA rules decide what follows (a department that never signed for
+/// the case loses it to the district).
+pub async fn record_delivery_failure(state: AppState, f: DeliveryFailure) -> Recorded {
+    if f.event_type == "DeliveryFailed" {
+        // The notice of a failure is itself routed to the failing department; recording
+        // its failure would feed an endless loop of notices while the department is down.
+        tracing::info!(case_id = %f.case_id, department = %f.department, "a delivery-failure notice was not delivered either; not recording it");
+        return Recorded::Skip;
+    }
+    if !whistle_domain::ids::is_valid_code(&f.department) {
+        tracing::error!(department = %f.department, "delivery failure names no valid department");
+        return Recorded::Skip;
+    }
+    let cmd = Command::RecordDeliveryFailure {
+        department: DepartmentId::new(f.department.clone()),
+        event_id: f.event_id.clone(),
+        deliveries: u32::try_from(f.deliveries).unwrap_or(u32::MAX),
+    };
+    let key = format!("dlv-{}-{}", f.event_id, f.department);
+    match pipeline::execute(
+        &state,
+        &Actor::system(),
+        CaseId(f.case_id),
+        None,
+        Some(key),
+        cmd,
+    )
+    .await
+    {
+        Ok(outcome) => {
+            tracing::info!(case_id = %f.case_id, department = %f.department, replayed = outcome.replayed, "delivery failure recorded");
+            Recorded::Done
+        }
+        Err(ApiError::Store(e))
+            if e.is_unavailable() || e.is_conflict() || matches!(e, StoreError::Closed) =>
+        {
+            Recorded::Retry
+        }
+        Err(ApiError::StaleVersion { .. }) => Recorded::Retry,
+        Err(error) => {
+            tracing::warn!(%error, case_id = %f.case_id, department = %f.department, "delivery failure not recorded");
+            Recorded::Skip
+        }
     }
 }

@@ -8,6 +8,8 @@
 //! * [`follow`] — a log follower (read from a cursor, wake on commit, poll as a
 //!   fallback): the in-process bus behind `WatchAssignments`;
 //! * [`provision`] — the JetStream stream whistle creates at start;
+//! * [`advisories`] — max-deliveries advisories captured in a stream and turned
+//!   into delivery failures for the server to record;
 //! * [`relay`] — the outbox relay (durable checkpoint, pipelined acks, per-case
 //!   order, singleton lease);
 //! * `testing` (feature `testing`) — real nats-server processes for tests.
@@ -21,6 +23,7 @@
 //! case's events enter the stream in version order. This crate writes no SQL
 //! (checkpoints and leases are store methods).
 
+pub mod advisories;
 pub mod error;
 #[cfg(feature = "relay")]
 pub mod follow;

@@ -84,11 +84,21 @@ impl Application {
     /// backoff) until `shutdown`.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let store = self.state.store.clone();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let relay = self.nats.map(|cfg| {
             tracing::info!(nats = %cfg.nats_url, stream = %cfg.stream.name, "relay to NATS JetStream enabled");
-            Relay::spawn(store.clone(), cfg)
+            let state = self.state.clone();
+            let mut stopped = stopped.clone();
+            let failures = tokio::spawn(whistle_bus::advisories::run_delivery_failures(
+                cfg.nats_url.clone(),
+                cfg.stream.clone(),
+                move |f| whistle_api::departments::record_delivery_failure(state.clone(), f),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            ));
+            (Relay::spawn(store.clone(), cfg), failures)
         });
-        let (stop, stopped) = tokio::sync::watch::channel(false);
         let scheduler = self.scheduler.map(|cfg| {
             let mut stopped = stopped.clone();
             tokio::spawn(scheduler::run(self.state.clone(), cfg, async move {
@@ -111,9 +121,10 @@ impl Application {
         if let Some(task) = scheduler {
             let _ = task.await;
         }
-        if let Some(relay) = relay {
+        if let Some((relay, failures)) = relay {
             tracing::info!(lag = relay.lag(), "stopping the relay");
             relay.stop().await;
+            let _ = failures.await;
         }
         store.close().await;
         served.context("serving gRPC")
