@@ -14,5 +14,7 @@ mod cluster;
 mod delivery;
 #[path = "bus/faults.rs"]
 mod faults;
+#[path = "bus/lease.rs"]
+mod lease;
 #[path = "bus/routing.rs"]
 mod routing;
