@@ -178,17 +178,21 @@ async fn run(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut backoff = cfg.backoff.0;
+    // The lease is kept across NATS failures (the node stays the relay while NATS is
+    // away) and given up when the store fails or the lease itself is in doubt.
+    let mut lease: Option<Singleton> = None;
     loop {
         if *stopped.borrow() {
             break;
         }
-        let mut lease: Option<Singleton> = None;
         let outcome = tokio::select! {
             r = session(&store, &cfg, &status, &mut lease, &mut backoff) => r,
             _ = stopped.changed() => Ok(()),
         };
         status.0.running.store(false, Ordering::Relaxed);
-        if let Some(lease) = lease.take() {
+        if matches!(outcome, Err(BusError::Lease(_) | BusError::Store(_)))
+            && let Some(lease) = lease.take()
+        {
             lease.release().await;
         }
         match outcome {
@@ -204,6 +208,9 @@ async fn run(
             }
         }
     }
+    if let Some(lease) = lease.take() {
+        lease.release().await;
+    }
     tracing::info!(checkpoint = status.checkpoint(), "relay stopped");
 }
 
@@ -218,8 +225,12 @@ async fn session(
     let name = cfg.checkpoint_name();
     let mut waiting_logged = false;
     let held = loop {
+        if let Some(held) = lease {
+            break held;
+        }
         if let Some(l) = store.try_acquire_singleton(&name).await? {
-            break lease.insert(l);
+            *lease = Some(l);
+            continue;
         }
         if !waiting_logged {
             tracing::info!(lease = %name, "another node runs the relay; standing by");
