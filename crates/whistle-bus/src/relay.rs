@@ -142,7 +142,12 @@ impl Relay {
     /// Starts the relay on the current runtime. It never gives up: failures
     /// are logged and retried with backoff until [`Relay::stop`].
     pub fn spawn(store: Arc<Store>, cfg: RelayConfig) -> Relay {
-        let status = RelayStatus::default();
+        Relay::spawn_with(store, cfg, RelayStatus::default())
+    }
+
+    /// Like [`Relay::spawn`], reporting into `status` (a handle the caller made
+    /// earlier, e.g. for a metrics endpoint that exists before the relay starts).
+    pub fn spawn_with(store: Arc<Store>, cfg: RelayConfig, status: RelayStatus) -> Relay {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run(store, cfg, status.clone(), stopped));
         Relay { status, stop, task }

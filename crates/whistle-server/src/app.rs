@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use whistle_api::scheduler::{self, SchedulerConfig};
 use whistle_api::{AppState, Clock, Live, SystemClock, TokenAuthenticator};
-use whistle_bus::{Relay, RelayConfig};
+use whistle_bus::{Relay, RelayConfig, RelayStatus};
 use whistle_store::Store;
 
 pub struct Application {
@@ -19,6 +19,7 @@ pub struct Application {
     addr: SocketAddr,
     scheduler: Option<SchedulerConfig>,
     nats: Option<RelayConfig>,
+    relay_status: Option<RelayStatus>,
 }
 
 impl Application {
@@ -61,6 +62,7 @@ impl Application {
             listener,
             addr,
             scheduler: settings.scheduler,
+            relay_status: settings.nats.as_ref().map(|_| RelayStatus::default()),
             nats: settings.nats,
             state,
         })
@@ -77,6 +79,12 @@ impl Application {
     /// Whether the relay to NATS runs (`--nats-url`); off in embedded mode.
     pub fn relay_enabled(&self) -> bool {
         self.nats.is_some()
+    }
+
+    /// The relay's progress (checkpoint, lag, publishes) once it runs; `None` in
+    /// embedded mode. Valid before `run_until_stopped` starts the relay.
+    pub fn relay_status(&self) -> Option<RelayStatus> {
+        self.relay_status.clone()
     }
 
     /// Serve gRPC, run the deadline scheduler (when configured) and the NATS relay
@@ -97,7 +105,8 @@ impl Application {
                     let _ = stopped.wait_for(|s| *s).await;
                 },
             ));
-            (Relay::spawn(store.clone(), cfg), failures)
+            let status = self.relay_status.clone().unwrap_or_default();
+            (Relay::spawn_with(store.clone(), cfg, status), failures)
         });
         let scheduler = self.scheduler.map(|cfg| {
             let mut stopped = stopped.clone();

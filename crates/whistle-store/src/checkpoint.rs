@@ -36,6 +36,18 @@ use crate::store::Store;
 /// How long opening the lease's dedicated connection may take.
 const LEASE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the lease check may take before the lease counts as lost.
+const LEASE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Server-side TCP keepalive of the lease session (idle, interval, count): if the
+/// holding node's machine dies without closing its connection, PostgreSQL ends the
+/// session (freeing the lock for another node) within about 10 + 5 × 3 seconds.
+const LEASE_KEEPALIVE: [(&str, &str); 3] = [
+    ("tcp_keepalives_idle", "10"),
+    ("tcp_keepalives_interval", "5"),
+    ("tcp_keepalives_count", "3"),
+];
+
 /// Pause before the LISTEN task tries again after its connection failed.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
@@ -83,14 +95,21 @@ impl Singleton {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
-        let held: bool = sqlx::query_scalar(
+        let query = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
              AND pid = pg_backend_pid() AND granted \
              AND ((classid::int8 << 32) | objid::int8) = $1)",
         )
         .bind(singleton_key(&self.name))
-        .fetch_one(&mut *conn)
-        .await?;
+        .fetch_one(&mut *conn);
+        let held: bool = match tokio::time::timeout(LEASE_CHECK_TIMEOUT, query).await {
+            Ok(held) => held?,
+            Err(_) => {
+                return Err(StoreError::Unavailable(std::sync::Arc::new(
+                    sqlx::Error::PoolTimedOut,
+                )));
+            }
+        };
         if held {
             Ok(())
         } else {
@@ -104,11 +123,17 @@ impl Singleton {
     /// Gives the lease up now (instead of when the session closes).
     pub async fn release(mut self) {
         if let Some(mut conn) = self.conn.take() {
-            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(singleton_key(&self.name))
-                .execute(&mut conn)
-                .await;
-            let _ = conn.close().await;
+            // Bounded: on a dead connection dropping it is all there is to do (the
+            // server frees the lock when it notices the session is gone).
+            let key = singleton_key(&self.name);
+            let _ = tokio::time::timeout(LEASE_CHECK_TIMEOUT, async move {
+                let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(key)
+                    .execute(&mut conn)
+                    .await;
+                let _ = conn.close().await;
+            })
+            .await;
         }
         tracing::info!(singleton = %self.name, "singleton lease released");
     }
@@ -163,7 +188,7 @@ impl PgStore {
     pub async fn try_acquire_singleton(&self, name: &str) -> Result<Option<Singleton>, StoreError> {
         let mut conn = match tokio::time::timeout(
             LEASE_CONNECT_TIMEOUT,
-            PgConnection::connect_with(&self.options),
+            PgConnection::connect_with(&(*self.options).clone().options(LEASE_KEEPALIVE)),
         )
         .await
         {
