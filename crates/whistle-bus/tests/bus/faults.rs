@@ -106,10 +106,12 @@ async fn relay_killed_mid_batch_then_restarted_publishes_nothing_twice_and_misse
     // Publishes in flight when the task died may still have been stored (their acks
     // were never read), so the restart sees more duplicates than `published_before`
     // minus the checkpoint; the stream itself is the proof below.
-    assert!(
-        again.duplicates() > 0,
-        "the restart re-published the unsaved batch"
-    );
+    if (checkpoint_before.position as u64) < published_before {
+        assert!(
+            again.duplicates() > 0,
+            "the restart re-published the unsaved part of the batch"
+        );
+    }
     assert!(published_before + again.published() <= events);
     relay.stop().await;
     assert_stream_exactly_once(&nats.url(), "CASES_KILL", events).await;
