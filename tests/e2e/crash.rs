@@ -22,12 +22,20 @@ struct Server {
 impl Server {
     fn start(data_dir: &Path, url: &str) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_whistle"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--database-url",
+            url,
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::process::CommandExt;

@@ -147,13 +147,21 @@ struct Served {
 impl Served {
     fn start(data_dir: &Path, url: &str, nats: &str) -> Served {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_whistle"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
-            .args(["--nats-url", nats])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--database-url",
+            url,
+        ])
+        .args(["--nats-url", nats])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::process::CommandExt;

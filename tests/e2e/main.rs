@@ -11,5 +11,6 @@ mod admin;
 mod cases;
 mod crash;
 mod departments;
+mod http;
 mod refusals;
 mod sla;

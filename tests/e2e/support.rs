@@ -98,6 +98,8 @@ pub fn token(id: &str) -> String {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// /healthz, /readyz, /metrics.
+    pub http: SocketAddr,
     pub store: std::sync::Arc<Store>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -144,6 +146,7 @@ pub async fn spawn_app_with(backend: &Backend, url: &str, opts: AppOptions) -> T
             cfg
         },
         listen: "127.0.0.1:0".parse().expect("addr"),
+        http_listen: "127.0.0.1:0".parse().expect("addr"),
         district: parse_district(DISTRICT_TOML, "demo").expect("demo district"),
         sla: whistle_server::config::sla_preset("83012").expect("preset"),
         scheduler: opts
@@ -164,6 +167,7 @@ pub async fn spawn_app_with(backend: &Backend, url: &str, opts: AppOptions) -> T
         .await
         .expect("build app");
     let addr = app.local_addr();
+    let http = app.http_addr();
     let store = app.state().store.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async {
@@ -171,6 +175,7 @@ pub async fn spawn_app_with(backend: &Backend, url: &str, opts: AppOptions) -> T
     }));
     TestApp {
         addr,
+        http,
         store,
         shutdown: Some(tx),
         handle: Some(handle),
@@ -375,4 +380,30 @@ pub fn case_events(t: &pb::GetCaseTimelineResponse) -> Vec<&str> {
         .map(|e| e.event_type.as_str())
         .filter(|t| !t.starts_with("Milestone") && *t != "DeadlineShifted")
         .collect()
+}
+
+/// `GET path` over plain HTTP/1.1: (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect HTTP");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: whistle\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }

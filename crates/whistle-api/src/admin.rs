@@ -35,6 +35,7 @@ fn admin_only(
     let actor = state.auth.authenticate(req_meta, rpc)?;
     if actor.role != Role::Admin {
         tracing::warn!(principal = %actor.principal, role = %actor.role, rpc, "permission denied: admin only");
+        crate::metrics::denied("role");
         return Err(
             ApiError::PermissionDenied(format!("role {} may not {rpc}", actor.role)).into(),
         );

@@ -68,6 +68,7 @@ impl TokenAuthenticator {
     pub fn authenticate(&self, metadata: &MetadataMap, rpc: &'static str) -> Result<Actor, Status> {
         let deny = |reason: &'static str| {
             tracing::warn!(rpc, reason, "authentication refused");
+            crate::metrics::denied("unauthenticated");
             Status::unauthenticated(reason)
         };
         let header = metadata.get("authorization").ok_or_else(|| {

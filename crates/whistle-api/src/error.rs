@@ -55,7 +55,11 @@ impl From<ApiError> for Status {
                 DomainError::Invalid { field, .. } => invalid(field, message),
                 DomainError::NotFound => Status::not_found(message),
                 DomainError::AlreadyExists => Status::already_exists(message),
-                DomainError::Forbidden(_) => Status::permission_denied(message),
+                DomainError::Forbidden(_) => {
+                    tracing::warn!(reason = %message, "permission denied");
+                    crate::metrics::denied("not_holder");
+                    Status::permission_denied(message)
+                }
                 DomainError::Transition { .. } => Status::failed_precondition(message),
             },
             ApiError::Store(s) => match s {

@@ -15,6 +15,7 @@ pub mod convert;
 pub mod departments;
 pub mod error;
 pub mod live;
+pub mod metrics;
 pub mod pipeline;
 pub mod scheduler;
 pub mod server;

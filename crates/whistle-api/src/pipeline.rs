@@ -63,6 +63,7 @@ fn check_role(actor: &Actor, allowed: &[whistle_domain::Role], what: &str) -> Re
         Ok(())
     } else {
         tracing::warn!(principal = %actor.principal, role = %actor.role, command = what, "permission denied by role");
+        crate::metrics::denied("role");
         Err(ApiError::PermissionDenied(format!(
             "role {} may not {what}",
             actor.role
@@ -271,10 +272,10 @@ async fn attempt(state: &AppState, a: Attempt<'_>) -> Result<Outcome, ApiError> 
         }),
         deadlines: deadline_changes(&events),
     };
-    let outcome = state
-        .store
-        .append(vec![request])
-        .await?
+    let started = std::time::Instant::now();
+    let appended = state.store.append(vec![request]).await;
+    metrics::histogram!("whistle_append_duration_seconds").record(started.elapsed().as_secs_f64());
+    let outcome = appended?
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::Corrupt("append returned no outcome".into()))?;

@@ -93,6 +93,9 @@ pub async fn run_once(state: &AppState, cfg: &SchedulerConfig) -> Result<Pass, S
             }
         }
     }
+    metrics::counter!("whistle_deadlines_fired_total").increment(pass.fired as u64);
+    metrics::counter!("whistle_deadlines_stale_total").increment(pass.stale as u64);
+    metrics::counter!("whistle_deadline_fire_failures_total").increment(pass.failed as u64);
     if pass.claimed > 0 {
         tracing::info!(
             claimed = pass.claimed,

@@ -79,6 +79,7 @@ pub async fn serve(
     // latency jumps to ~45 ms (Nagle).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
+        .layer(crate::metrics::RpcMetricsLayer)
         .add_service(health)
         .add_service(reflection)
         .add_service(

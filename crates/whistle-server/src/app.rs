@@ -15,8 +15,10 @@ use whistle_store::Store;
 
 pub struct Application {
     listener: TcpListener,
+    http_listener: TcpListener,
     state: AppState,
     addr: SocketAddr,
+    http_addr: SocketAddr,
     scheduler: Option<SchedulerConfig>,
     nats: Option<RelayConfig>,
     relay_status: Option<RelayStatus>,
@@ -39,6 +41,12 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        let http_listener = TcpListener::bind(settings.http_listen)
+            .await
+            .with_context(|| format!("binding HTTP {}", settings.http_listen))?;
+        let http_addr = http_listener
+            .local_addr()
+            .context("reading the bound HTTP address")?;
         tracing::info!(
             %addr,
             store = store.backend_name(),
@@ -60,7 +68,9 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("loading the admin configuration: {e}"))?;
         Ok(Application {
             listener,
+            http_listener,
             addr,
+            http_addr,
             scheduler: settings.scheduler,
             relay_status: settings.nats.as_ref().map(|_| RelayStatus::default()),
             nats: settings.nats,
@@ -70,6 +80,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where /healthz, /readyz and /metrics are served.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
     }
 
     pub fn state(&self) -> &AppState {
@@ -124,9 +139,30 @@ impl Application {
                 },
             ))
         };
+        let http = {
+            let router = crate::http::router(crate::http::Http {
+                state: self.state.clone(),
+                relay: self.relay_status.clone(),
+                prometheus: crate::http::prometheus(),
+            });
+            let mut stopped = stopped.clone();
+            let listener = self.http_listener;
+            tokio::spawn(async move {
+                let graceful = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, router)
+                    .with_graceful_shutdown(graceful)
+                    .await
+                {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            })
+        };
         let served = whistle_api::serve(self.listener, self.state, shutdown).await;
         let _ = stop.send(true);
         let _ = follower.await;
+        let _ = http.await;
         if let Some(task) = scheduler {
             let _ = task.await;
         }

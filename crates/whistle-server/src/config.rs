@@ -16,6 +16,7 @@ use whistle_domain::{DepartmentId, District, DistrictSpec, PrincipalId, Role, Sl
 use whistle_store::StoreConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "whistle-data";
 
 /// The config file (`--config FILE`).
@@ -24,6 +25,8 @@ pub const DEFAULT_DATA_DIR: &str = "whistle-data";
 pub struct FileConfig {
     pub database_url: Option<String>,
     pub listen: Option<SocketAddr>,
+    /// HTTP listen address (/healthz, /readyz, /metrics).
+    pub http_listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     /// A district file in the format of the bundled `demo/district.toml`.
     pub district_file: Option<PathBuf>,
@@ -91,6 +94,10 @@ pub struct ServeArgs {
     /// gRPC listen address [default: 127.0.0.1:50051]; port 0 picks a free port.
     #[arg(long, env = "WHISTLE_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// HTTP listen address for /healthz, /readyz and /metrics [default: 127.0.0.1:8080];
+    /// port 0 picks a free port.
+    #[arg(long, env = "WHISTLE_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
     /// District file (org tree, catalogue, departments) [default: the bundled demo district].
     #[arg(long, env = "WHISTLE_DISTRICT")]
     pub district: Option<PathBuf>,
@@ -108,6 +115,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub store: StoreConfig,
     pub listen: SocketAddr,
+    pub http_listen: SocketAddr,
     pub district: District,
     pub sla: SlaBook,
     /// `None` when this process does not run the deadline scheduler.
@@ -261,6 +269,12 @@ impl Settings {
         if let Some(s) = file.acquire_timeout_secs {
             store.acquire_timeout = Duration::from_secs(s);
         }
+        let http_listen = match args.http_listen.or(file.http_listen) {
+            Some(a) => a,
+            None => DEFAULT_HTTP_LISTEN
+                .parse()
+                .context("default HTTP listen address")?,
+        };
         let listen = match args.listen.or(file.listen) {
             Some(a) => a,
             None => DEFAULT_LISTEN.parse().context("default listen address")?,
@@ -336,6 +350,7 @@ impl Settings {
             data_dir,
             store,
             listen,
+            http_listen,
             district,
             sla,
             scheduler,

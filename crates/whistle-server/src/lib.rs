@@ -7,4 +7,5 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod http;
 pub mod replay;

@@ -162,6 +162,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let app = Application::build(settings).await?;
     let addr = app.local_addr();
     println!("whistle: gRPC listening on {addr}");
+    println!(
+        "whistle: HTTP on http://{} (/healthz /readyz /metrics)",
+        app.http_addr()
+    );
     println!("whistle: district {district}");
     if let Some(demo) = demo {
         println!(
