@@ -16,7 +16,7 @@ use whistle_domain::{DepartmentId, District, DistrictSpec, PrincipalId, Role, Sl
 use whistle_store::StoreConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
-pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:50052";
 pub const DEFAULT_DATA_DIR: &str = "whistle-data";
 
 /// The config file (`--config FILE`).
@@ -94,7 +94,7 @@ pub struct ServeArgs {
     /// gRPC listen address [default: 127.0.0.1:50051]; port 0 picks a free port.
     #[arg(long, env = "WHISTLE_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// HTTP listen address for /healthz, /readyz and /metrics [default: 127.0.0.1:8080];
+    /// HTTP listen address for /healthz, /readyz and /metrics [default: 127.0.0.1:50052];
     /// port 0 picks a free port.
     #[arg(long, env = "WHISTLE_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
