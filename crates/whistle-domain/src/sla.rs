@@ -352,6 +352,9 @@ fn clock_reactions(
             | EventBody::ResolutionConfirmed { .. }
     );
     let left_rung = matches!(e.body, EventBody::CaseEscalated { .. });
+    // A resolution ends what the rung still owed (e.g. "on site" for a fix done remotely);
+    // the case clock stops on its own stop event.
+    let resolved = matches!(e.body, EventBody::CaseResolved { .. });
     for c in case.running_clocks() {
         let met = out
             .iter()
@@ -359,10 +362,17 @@ fn clock_reactions(
         if met {
             continue;
         }
-        if closing || (left_rung && c.scope == ClockScope::Rung) {
+        if closing || ((left_rung || resolved) && c.scope == ClockScope::Rung) {
+            let reason = if closing {
+                "case closed"
+            } else if resolved {
+                "resolved"
+            } else {
+                "rung left"
+            };
             out.push(EventBody::MilestoneCancelled {
                 key: c.key.clone(),
-                reason: if closing { "case closed" } else { "rung left" }.to_string(),
+                reason: reason.to_string(),
             });
         }
     }

@@ -856,3 +856,24 @@ fn a_department_that_cannot_take_its_messages_loses_the_case_to_the_district() {
     );
     assert_eq!(types(&events), ["DeliveryFailed"]);
 }
+
+#[test]
+fn resolving_without_an_on_site_report_ends_the_on_site_clock() {
+    let mut run = Run::standard();
+    report(&mut run, NINE, NOISE, "cp1-b1-u1");
+    run.act(NINE + Duration::minutes(2), &h1(), Command::Acknowledge);
+    let events = run.act(NINE + Duration::minutes(10), &h1(), resolve());
+    assert_eq!(
+        types(&events),
+        ["CaseResolved", "MilestoneMet", "MilestoneCancelled"],
+        "resolve met, on_site ended"
+    );
+    assert!(matches!(
+        run.clock("on_site").outcome,
+        Some(ClockOutcome::Cancelled { .. })
+    ));
+    assert!(
+        run.run_until(NINE + Duration::days(2)).is_empty(),
+        "a resolved case breaches nothing later"
+    );
+}
