@@ -11,6 +11,7 @@ both_backends!(
     two_clients_escalating_at_the_same_version_one_wins_one_aborted,
     forbidden_transitions_are_failed_precondition,
     unversioned_commands_are_decided_again_after_a_concurrent_write,
+    residents_and_departments_read_only_their_own_cases,
 );
 
 fn field(s: &tonic::Status) -> String {
@@ -365,5 +366,48 @@ async fn unversioned_commands_are_decided_again_after_a_concurrent_write(b: Back
         .filter(|e| e.event_type == "NoteAdded")
         .count();
     assert_eq!(notes, 3);
+    app.stop().await;
+}
+
+/// A resident reads the cases they reported; a department the cases dispatched to it.
+/// Anything else reads as NOT_FOUND, by id and by timeline.
+async fn residents_and_departments_read_only_their_own_cases(b: Backend) {
+    let app = spawn_app(&b).await;
+    let zhang = app.client("resident-zhang").await;
+    let other = app.client("resident-other").await;
+    let gw = app.client("gw-lin").await;
+    let fire = app.client("dept-fire").await;
+    let gas = app.client("dept-gas").await;
+
+    let mine = zhang
+        .report_ok("neighbour_noise", "liuyin-huayuan-b1-u1")
+        .await;
+    zhang.get(&mine).await.expect("the reporter reads it");
+    gw.get(&mine).await.expect("the grid worker reads it");
+    let e = other.get(&mine).await.expect_err("another resident");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    let e = fire.get(&mine).await.expect_err("never dispatched to fire");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+
+    let hazard = gw.report_ok("fire_hazard", "hongqi-jiayuan-b2").await;
+    fire.get(&hazard).await.expect("dispatched to fire");
+    let e = gas.get(&hazard).await.expect_err("not gas's case");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    let e = gas
+        .query()
+        .get_case_timeline(gas.req(pb::GetCaseTimelineRequest {
+            case_id: hazard.clone(),
+        }))
+        .await
+        .expect_err("nor its timeline");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    // A department that declined still sees what it held.
+    fire.handling()
+        .decline_case(fire.req(crate::support::reason(&hazard, "not ours")))
+        .await
+        .expect("decline");
+    fire.get(&hazard)
+        .await
+        .expect("the declining department keeps its view");
     app.stop().await;
 }

@@ -18,6 +18,7 @@ pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod scheduler;
+pub mod scope;
 pub mod server;
 pub mod services;
 

@@ -343,6 +343,16 @@ const READERS: &[Role] = &[
     Role::Admin,
 ];
 
+/// Outside the caller's view reads as "not found" (see [`crate::scope`]).
+fn in_view(actor: &Actor, case: &whistle_domain::Case) -> Result<(), Status> {
+    if crate::scope::visible_to(actor, case) {
+        return Ok(());
+    }
+    tracing::warn!(principal = %actor.principal, role = %actor.role, case_id = %case.id, "read outside scope refused");
+    crate::metrics::denied("scope");
+    Err(ApiError::Domain(whistle_domain::DomainError::NotFound).into())
+}
+
 #[tonic::async_trait]
 impl CaseQueryService for CaseQuery {
     async fn get_case(
@@ -357,6 +367,7 @@ impl CaseQueryService for CaseQuery {
         }
         let id = case_id("case_id", &request.get_ref().case_id)?;
         let (case, _) = pipeline::load_case(&self.0, id).await?;
+        in_view(&actor, &case)?;
         Ok(Response::new(convert::case_view(&case, self.0.clock.now())))
     }
 
@@ -377,6 +388,7 @@ impl CaseQueryService for CaseQuery {
         }
         let id = case_id("case_id", &request.get_ref().case_id)?;
         let (case, loaded) = pipeline::load_case(&self.0, id).await?;
+        in_view(&actor, &case)?;
         let entries = loaded
             .records
             .iter()
