@@ -3,89 +3,11 @@
 //! loses nor duplicates the case.
 
 use crate::both_backends;
-use crate::support::{Backend, Client};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use crate::support::{Backend, Client, Served};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 use whistle_store::EventStore;
 
 both_backends!(sigkill_right_after_acknowledgement_loses_nothing);
-
-/// The real `whistle serve`, killed with SIGKILL when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(data_dir: &Path, url: &str) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_whistle"));
-        cmd.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--database-url",
-            url,
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::process::CommandExt;
-            // If this test process dies, the server must not outlive it.
-            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
-        let printable = format!("{cmd:?}");
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {printable}: {e}"));
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("whistle: gRPC listening on ") {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| {
-                panic!("server did not report its address within 60 s: {printable}")
-            });
-        Server {
-            child,
-            addr: addr.parse().expect("listen address"),
-        }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn token(data_dir: &Path, id: &str) -> String {
     whistle_server::demo::token_for(data_dir, id).expect("demo token")
@@ -96,7 +18,7 @@ async fn sigkill_right_after_acknowledgement_loses_nothing(b: Backend) {
     let url = b.url();
     let store = b.store().await;
 
-    let server = Server::start(&data_dir, &url);
+    let server = Served::start(&data_dir, &url, &[]);
     let gw = Client::connect(server.addr, &token(&data_dir, "gw-lin")).await;
     let wang = Client::connect(server.addr, &token(&data_dir, "h-wang")).await;
     let first = gw
@@ -126,7 +48,7 @@ async fn sigkill_right_after_acknowledgement_loses_nothing(b: Backend) {
     server.kill();
     let committed = store.count_events().await.expect("count");
 
-    let server = Server::start(&data_dir, &url);
+    let server = Served::start(&data_dir, &url, &[]);
     let gw = Client::connect(server.addr, &token(&data_dir, "gw-lin")).await;
     let t = gw.timeline(&first.case_id).await;
     assert_eq!(

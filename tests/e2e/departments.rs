@@ -8,11 +8,7 @@
 //!   JetStream consumer from a nats-server spawned for the test.
 
 use crate::both_backends;
-use crate::support::{Backend, Client, spawn_app, token};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use crate::support::{Backend, Client, Served, spawn_app, token};
 use std::time::{Duration, Instant};
 use tokio_stream::StreamExt;
 use whistle_bus::testing::NatsServer;
@@ -138,70 +134,6 @@ async fn example_department_resolves_an_escalated_case_over_watch_assignments(b:
     app.stop().await;
 }
 
-/// The real `whistle serve --nats-url …`, killed on drop.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Served {
-    fn start(data_dir: &Path, url: &str, nats: &str) -> Served {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_whistle"));
-        cmd.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--database-url",
-            url,
-        ])
-        .args(["--nats-url", nats])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
-        let mut child = cmd.spawn().expect("spawn whistle");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("whistle: gRPC listening on ") {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("whistle reported its address");
-        Served {
-            child,
-            addr: addr.parse().expect("address"),
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_department_resolves_an_escalated_case_from_nats_against_whistle_serve() {
     let test = "departments::example_department_from_nats";
@@ -210,7 +142,7 @@ async fn example_department_resolves_an_escalated_case_from_nats_against_whistle
     };
     let b = Backend::sqlite();
     let data_dir = b.data_dir();
-    let served = Served::start(&data_dir, &b.url(), &nats.url());
+    let served = Served::start(&data_dir, &b.url(), &["--nats-url", &nats.url()]);
     let demo = |id: &str| whistle_server::demo::token_for(&data_dir, id).expect("demo token");
     let gw = Client::connect(served.addr, &demo("gw-lin")).await;
 
@@ -266,7 +198,7 @@ async fn a_department_failing_past_max_deliver_produces_a_delivery_failed_event(
     };
     let b = Backend::sqlite();
     let data_dir = b.data_dir();
-    let served = Served::start(&data_dir, &b.url(), &nats.url());
+    let served = Served::start(&data_dir, &b.url(), &["--nats-url", &nats.url()]);
     let demo = |id: &str| whistle_server::demo::token_for(&data_dir, id).expect("demo token");
     let gw = Client::connect(served.addr, &demo("gw-lin")).await;
     let case_id = gw.report_ok("fire_hazard", "hongqi-jiayuan-b3").await;
