@@ -3,7 +3,6 @@
 
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
-use time::macros::offset;
 use tonic::Request;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -299,23 +298,8 @@ fn status_error(s: tonic::Status) -> anyhow::Error {
 }
 
 fn fmt_ts(t: Option<&prost_types::Timestamp>) -> String {
-    t.and_then(|t| {
-        time::OffsetDateTime::from_unix_timestamp(t.seconds)
-            .ok()
-            .map(|d| d.to_offset(offset!(+8)))
-    })
-    .map(|d| {
-        format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}+08",
-            d.year(),
-            u8::from(d.month()),
-            d.day(),
-            d.hour(),
-            d.minute(),
-            d.second()
-        )
-    })
-    .unwrap_or_else(|| "-".into())
+    t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+        .map_or_else(|| "-".into(), whistle_api::convert::local_time)
 }
 
 /// `-1h02m`, `7m30s`, `2d03h`: short enough for a table.
