@@ -125,6 +125,8 @@ mod database_outage {
         assert!(before > 0);
 
         proxy.stop().await;
+        let (status, body) = crate::support::http_get(app.http, "/readyz").await;
+        assert_eq!(status, 503, "not ready while the database is away: {body}");
         for attempt in 0..3 {
             let e = gw
                 .report(
@@ -171,6 +173,8 @@ mod database_outage {
             }
         }
         let retried = retried.expect("the server recovered by itself");
+        let (status, body) = crate::support::http_get(app.http, "/readyz").await;
+        assert_eq!(status, 200, "ready again: {body}");
         let again = gw
             .report(
                 "sanitation",
