@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "cases",
         "departments",
         "admin",
+        "dashboards",
     ]
     .map(|f| root.join(format!("whistle/v1/{f}.proto")));
     println!("cargo:rerun-if-changed={}", root.display());

@@ -135,6 +135,7 @@ async fn urgent_case_takes_fast_channel_and_department_signs_for_it(b: Backend) 
             channel: pb::Channel::Hotline.into(),
             urgency: pb::Urgency::Urgent.into(),
             idempotency_key: String::new(),
+            contact: None,
         }))
         .await
         .expect("report")
@@ -147,8 +148,9 @@ async fn urgent_case_takes_fast_channel_and_department_signs_for_it(b: Backend) 
     // Dispatched to the owner of lift faults; the first department to sign leads
     // (首接负责) and a second one cannot take it over.
     housing.ack(&id).await.expect("housing bureau signs for it");
-    let e = gas.ack(&id).await.expect_err("already signed");
-    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    // The gas company was never dispatched the case: for it the case does not exist.
+    let e = gas.ack(&id).await.expect_err("not dispatched to gas");
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
     // Departments act only at ESCALATED, handlers only below.
     let h = app.client("h-chen").await;
     let e = h.resolve(&id).await.expect_err("handler at ESCALATED");

@@ -165,10 +165,12 @@ async fn example_department_resolves_an_escalated_case_from_nats_against_whistle
         }
     });
 
+    // The demo's grid workers are scoped to their streets: gw-zhao works 西湖街道.
+    let zhao = Client::connect(served.addr, &demo("gw-zhao")).await;
     let first = gw.report_ok("fire_hazard", "hongqi-jiayuan-b1").await;
-    let second = gw.report_ok("ebike_charging", "liuyin-huayuan-b3").await;
-    for case_id in [&first, &second] {
-        let view = wait_resolved(&gw, case_id).await;
+    let second = zhao.report_ok("ebike_charging", "liuyin-huayuan-b3").await;
+    for (reporter, case_id) in [(&gw, &first), (&zhao, &second)] {
+        let view = wait_resolved(reporter, case_id).await;
         assert_eq!(view.handler, crate::support::department("fire"));
     }
     let _ = stop.send(());

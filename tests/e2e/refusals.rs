@@ -108,6 +108,7 @@ async fn invalid_reports_are_refused_with_the_field_named_and_log_unchanged(b: B
             channel: 99,
             urgency: 0,
             idempotency_key: String::new(),
+            contact: None,
         }))
         .await
         .expect_err("bad channel");
@@ -201,10 +202,11 @@ async fn authentication_and_roles_are_enforced_and_log_unchanged(b: Backend) {
         .await
         .expect_err("grid worker declining");
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
-    // Right role, wrong rung: a department at NEIGHBOUR.
+    // Right role, but the case was never dispatched to the department (it is at
+    // NEIGHBOUR): for the department it does not exist.
     let e = fire.ack(&id).await.expect_err("department below ESCALATED");
-    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
-    // A resident who did not report it cannot withdraw it.
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    // A resident who did not report it cannot withdraw it: for them it does not exist.
     let e = resident
         .intake()
         .withdraw_case(resident.req(pb::WithdrawCaseRequest {
@@ -215,7 +217,7 @@ async fn authentication_and_roles_are_enforced_and_log_unchanged(b: Backend) {
         }))
         .await
         .expect_err("not the reporter");
-    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
     assert_eq!(
         app.event_count().await,
         before,

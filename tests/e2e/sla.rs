@@ -24,6 +24,7 @@ async fn app(b: &Backend, clock: &ManualClock) -> TestApp {
         AppOptions {
             clock: Some(clock.clone()),
             scheduler: true,
+            tls: None,
         },
     )
     .await

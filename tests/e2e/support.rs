@@ -89,8 +89,25 @@ pub const PRINCIPALS: &[(&str, Role, Option<&str>)] = &[
     ("dept-housing", Role::Department, Some("housing")),
     ("district-duty", Role::Handler, None),
     ("sup-dongfeng", Role::Supervisor, None),
+    ("gw-zhao", Role::GridWorker, None),
+    ("sup-hongqi", Role::Supervisor, None),
+    ("sup-xihu", Role::Supervisor, None),
+    ("h-heping", Role::Handler, None),
     ("admin", Role::Admin, None),
 ];
+
+/// Scoped test principals (everyone else sees the district): a grid worker of the 柳荫
+/// grid, a community supervisor (红旗社区) and a handler of one compound (和平里井).
+pub fn scope_of(id: &str) -> whistle_domain::Scope {
+    use whistle_domain::{GridId, OrgId, Scope};
+    match id {
+        "gw-zhao" => Scope::Grids(vec![GridId::new("g-liuyin")]),
+        "sup-hongqi" => Scope::Org(OrgId::new("dongfeng-hongqi")),
+        "sup-xihu" => Scope::Org(OrgId::new("xihu")),
+        "h-heping" => Scope::Org(OrgId::new("heping-lijing")),
+        _ => Scope::District,
+    }
+}
 
 pub fn token(id: &str) -> String {
     format!("test-token-{id}")
@@ -101,6 +118,8 @@ pub struct TestApp {
     /// /healthz, /readyz, /metrics.
     pub http: SocketAddr,
     pub store: std::sync::Arc<Store>,
+    /// The server's state, for driving the command pipeline directly (bulk histories).
+    pub state: whistle_api::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -120,9 +139,26 @@ pub async fn spawn_app_at(backend: &Backend, url: &str) -> TestApp {
 pub struct AppOptions {
     pub clock: Option<whistle_api::ManualClock>,
     pub scheduler: bool,
+    /// Serve both ports over TLS (`tests/e2e/tls.rs`).
+    pub tls: Option<whistle_server::tls::TlsSettings>,
 }
 
 pub async fn spawn_app_with(backend: &Backend, url: &str, opts: AppOptions) -> TestApp {
+    // High enough that no test meets the per-principal rate limit by accident.
+    let limits = whistle_api::RateLimits {
+        per_second: 1e6,
+        burst: 1_000_000,
+    };
+    spawn_app_limited(backend, url, opts, limits).await
+}
+
+/// Like [`spawn_app_with`], with these per-principal rate limits.
+pub async fn spawn_app_limited(
+    backend: &Backend,
+    url: &str,
+    opts: AppOptions,
+    limits: whistle_api::RateLimits,
+) -> TestApp {
     let principals = PRINCIPALS
         .iter()
         .map(|(id, role, dept)| {
@@ -133,6 +169,7 @@ pub async fn spawn_app_with(backend: &Backend, url: &str, opts: AppOptions) -> T
                     role: *role,
                     department: dept.map(DepartmentId::new),
                     name: id.to_string(),
+                    scope: scope_of(id),
                 },
             )
         })
@@ -158,6 +195,8 @@ pub async fn spawn_app_with(backend: &Backend, url: &str, opts: AppOptions) -> T
         principals,
         demo_tokens: None,
         nats: None,
+        limits,
+        tls: opts.tls.clone(),
     };
     let clock: std::sync::Arc<dyn whistle_api::Clock> = match opts.clock {
         Some(c) => std::sync::Arc::new(c),
@@ -169,6 +208,7 @@ pub async fn spawn_app_with(backend: &Backend, url: &str, opts: AppOptions) -> T
     let addr = app.local_addr();
     let http = app.http_addr();
     let store = app.state().store.clone();
+    let state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -177,6 +217,7 @@ pub async fn spawn_app_with(backend: &Backend, url: &str, opts: AppOptions) -> T
         addr,
         http,
         store,
+        state,
         shutdown: Some(tx),
         handle: Some(handle),
     }
@@ -221,6 +262,14 @@ impl Client {
         }
     }
 
+    /// A client over an already built channel (e.g. TLS).
+    pub fn with_channel(channel: Channel, token: &str) -> Client {
+        Client {
+            channel,
+            auth: Some(format!("Bearer {token}").parse().expect("header")),
+        }
+    }
+
     /// The same connection without any authorization header.
     pub fn anonymous(&self) -> Client {
         Client {
@@ -253,6 +302,13 @@ impl Client {
     pub fn query(&self) -> CaseQueryServiceClient<Channel> {
         CaseQueryServiceClient::new(self.channel.clone())
     }
+    pub fn dashboards(
+        &self,
+    ) -> whistle_proto::v1::dashboard_service_client::DashboardServiceClient<Channel> {
+        whistle_proto::v1::dashboard_service_client::DashboardServiceClient::new(
+            self.channel.clone(),
+        )
+    }
     pub fn admin(&self) -> whistle_proto::v1::admin_service_client::AdminServiceClient<Channel> {
         whistle_proto::v1::admin_service_client::AdminServiceClient::new(self.channel.clone())
     }
@@ -272,6 +328,7 @@ impl Client {
                 channel: 0,
                 urgency: 0,
                 idempotency_key: key.into(),
+                contact: None,
             }))
             .await
             .map(|r| r.into_inner())
@@ -384,12 +441,26 @@ pub fn case_events(t: &pb::GetCaseTimelineResponse) -> Vec<&str> {
 
 /// `GET path` over plain HTTP/1.1: (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_get_with(addr, path, &[]).await
+}
+
+/// `GET path` with extra request headers.
+pub async fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect HTTP");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: whistle\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: whistle\r\nConnection: close\r\n{extra}\r\n")
+            .as_bytes(),
     )
     .await
     .expect("send");

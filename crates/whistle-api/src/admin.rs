@@ -1,5 +1,6 @@
-//! `AdminService`: the SLA book and the roster, changed by administrators, every change
-//! an event on an admin stream (see `whistle_domain::admin`). Also how a node loads the
+//! `AdminService`: the SLA book, the roster and bearer tokens ([`crate::tokens`]),
+//! changed by administrators, every change an event on an admin stream (see
+//! `whistle_domain::admin`). Also how a node loads the
 //! configuration in force at start and follows changes made on other nodes.
 
 use crate::convert;
@@ -23,6 +24,8 @@ use whistle_store::{
 pub struct Applied {
     sla: AtomicU64,
     routing: AtomicU64,
+    /// Version of `admin-tokens` applied; the lock serialises token refreshes.
+    pub(crate) tokens: tokio::sync::Mutex<u64>,
 }
 
 pub struct Admin(pub AppState);
@@ -99,6 +102,8 @@ async fn append(
         }],
         idempotency: None,
         deadlines: Vec::new(),
+        view: None,
+        personal: Vec::new(),
     };
     let out = state.store.append(vec![req]).await?;
     match out.into_iter().next() {
@@ -143,6 +148,7 @@ pub async fn refresh(state: &AppState) -> Result<(), ApiError> {
         state.applied.routing.store(version, Ordering::SeqCst);
         tracing::info!(version, "roster loaded from the admin stream");
     }
+    crate::tokens::refresh(state).await?;
     Ok(())
 }
 
@@ -282,5 +288,32 @@ impl AdminService for Admin {
             recorded_at: Some(convert::timestamp(recorded_at)),
             changes: vec![format!("roster replaced: {} entries", r.entries.len())],
         }))
+    }
+
+    async fn issue_token(
+        &self,
+        request: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
+        let actor = admin_only(&self.0, request.metadata(), "IssueToken")?;
+        let r = crate::tokens::issue(&self.0, &actor, request.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::AdminAck>, Status> {
+        let actor = admin_only(&self.0, request.metadata(), "RevokeToken")?;
+        let r = crate::tokens::revoke(&self.0, &actor, request.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        admin_only(&self.0, request.metadata(), "ListTokens")?;
+        let r = crate::tokens::list(&self.0, request.into_inner()).await?;
+        Ok(Response::new(r))
     }
 }

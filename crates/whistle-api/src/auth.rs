@@ -1,12 +1,28 @@
 //! Bearer-token authentication. Tokens are random 256-bit secrets shown once; only their
 //! SHA-256 is kept (a random token needs no slow hash: there is nothing to brute-force).
 //! Every refusal is logged with the reason, never with the token.
+//!
+//! Two sources of tokens: the principals of the config file (or the demo), fixed for the
+//! life of the process, and tokens issued at run time through `AdminService`, folded from
+//! the `admin-tokens` stream into a [`TokenTable`] that the admin follower replaces
+//! ([`TokenAuthenticator::set_issued`]). An issued token is refused once revoked or once
+//! the application clock passes its expiry, checked at every request. After
+//! authentication every request takes one unit of its principal's rate limit
+//! ([`crate::limits`]).
 
+use crate::clock::{Clock, SystemClock};
+use crate::limits::{RateLimiter, RateLimits};
+use crate::live::Live;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use time::OffsetDateTime;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
-use whistle_domain::{Actor, DepartmentId, PrincipalId, Role};
+use whistle_domain::{Actor, DepartmentId, PrincipalId, Role, Scope};
+
+/// Prefix of every token whistle generates, so secret scanners can recognise one.
+pub const TOKEN_PREFIX: &str = "wst_";
 
 /// A principal as configured: who they are and what they may be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +33,8 @@ pub struct Principal {
     pub department: Option<DepartmentId>,
     /// Display name, for logs and the CLI.
     pub name: String,
+    /// Where a grid worker, handler or supervisor sees and acts.
+    pub scope: Scope,
 }
 
 impl Principal {
@@ -25,6 +43,7 @@ impl Principal {
             principal: self.id.clone(),
             role: self.role,
             department: self.department.clone(),
+            scope: self.scope.clone(),
         }
     }
 }
@@ -39,29 +58,166 @@ pub fn hash_token(token: &str) -> String {
     out
 }
 
-/// Maps token hashes to principals.
-#[derive(Debug, Clone, Default)]
-pub struct TokenAuthenticator {
-    by_hash: HashMap<String, Principal>,
+/// A fresh bearer token: 256 bits from the operating system's generator, hex, with
+/// [`TOKEN_PREFIX`]. `None` when the system has no randomness to give.
+pub fn new_token() -> Option<String> {
+    let mut buf = [0u8; 32];
+    getrandom::fill(&mut buf).ok()?;
+    let mut out = String::with_capacity(TOKEN_PREFIX.len() + 64);
+    out.push_str(TOKEN_PREFIX);
+    for b in buf {
+        out.push_str(&format!("{b:02x}"));
+    }
+    Some(out)
 }
 
-impl TokenAuthenticator {
-    /// `entries` are (lower-case hex SHA-256 of the token, principal).
-    pub fn new(entries: impl IntoIterator<Item = (String, Principal)>) -> Self {
-        TokenAuthenticator {
-            by_hash: entries
-                .into_iter()
-                .map(|(h, p)| (h.to_ascii_lowercase(), p))
-                .collect(),
+/// A token issued through `AdminService.IssueToken`, as the admin stream left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// Public handle (lists, revocation).
+    pub token_id: String,
+    pub principal: Principal,
+    /// Lower-case hex SHA-256 of the token.
+    pub token_sha256: String,
+    pub issued_at: OffsetDateTime,
+    /// The admin who issued it.
+    pub issued_by: String,
+    /// Refused from this instant on; `None`: until revoked.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Set once revoked: refused from then on.
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl IssuedToken {
+    /// Neither revoked nor expired at `now`.
+    pub fn is_active(&self, now: OffsetDateTime) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+/// The tokens issued at run time: every issued token by id (oldest first: ids sort by
+/// time), revoked ones included, and an index by hash.
+#[derive(Debug, Clone, Default)]
+pub struct TokenTable {
+    by_id: BTreeMap<String, IssuedToken>,
+    by_hash: HashMap<String, String>,
+}
+
+impl TokenTable {
+    pub fn issue(&mut self, token: IssuedToken) {
+        self.by_hash
+            .insert(token.token_sha256.clone(), token.token_id.clone());
+        self.by_id.insert(token.token_id.clone(), token);
+    }
+
+    /// Mark a token revoked (the first revocation counts). `false` if unknown.
+    pub fn revoke(&mut self, token_id: &str, at: OffsetDateTime) -> bool {
+        match self.by_id.get_mut(token_id) {
+            Some(t) => {
+                t.revoked_at.get_or_insert(at);
+                true
+            }
+            None => false,
         }
     }
 
+    pub fn get(&self, token_id: &str) -> Option<&IssuedToken> {
+        self.by_id.get(token_id)
+    }
+
+    fn by_hash(&self, hash: &str) -> Option<&IssuedToken> {
+        self.by_hash.get(hash).and_then(|id| self.by_id.get(id))
+    }
+
+    /// Oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &IssuedToken> {
+        self.by_id.values()
+    }
+
     pub fn len(&self) -> usize {
-        self.by_hash.len()
+        self.by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
+        self.by_id.is_empty()
+    }
+}
+
+/// Maps token hashes to principals, and limits each principal's request rate.
+pub struct TokenAuthenticator {
+    /// Principals of the config file or the demo, by token hash; fixed at start.
+    configured: HashMap<String, Principal>,
+    /// Tokens issued at run time; replaced as the `admin-tokens` stream is followed.
+    issued: Live<TokenTable>,
+    /// Expiry is judged by the application's clock (virtual in tests).
+    clock: Arc<dyn Clock>,
+    limiter: RateLimiter,
+}
+
+impl std::fmt::Debug for TokenAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenAuthenticator")
+            .field("configured", &self.configured.len())
+            .field("issued", &self.issued.get().len())
+            .field("limits", &self.limiter.limits())
+            .finish()
+    }
+}
+
+impl Default for TokenAuthenticator {
+    fn default() -> Self {
+        TokenAuthenticator::new(Vec::new())
+    }
+}
+
+impl TokenAuthenticator {
+    /// `entries` are (lower-case hex SHA-256 of the token, principal). The system clock
+    /// and the default rate limits until told otherwise.
+    pub fn new(entries: impl IntoIterator<Item = (String, Principal)>) -> Self {
+        TokenAuthenticator {
+            configured: entries
+                .into_iter()
+                .map(|(h, p)| (h.to_ascii_lowercase(), p))
+                .collect(),
+            issued: Live::new(TokenTable::default()),
+            clock: Arc::new(SystemClock),
+            limiter: RateLimiter::default(),
+        }
+    }
+
+    /// Judge expiry by this clock (the application's).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn with_limits(mut self, limits: RateLimits) -> Self {
+        self.limiter = RateLimiter::new(limits);
+        self
+    }
+
+    /// Configured principals (config file or demo).
+    pub fn len(&self) -> usize {
+        self.configured.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.configured.is_empty()
+    }
+
+    /// A configured principal with this id (the first, if several tokens share it).
+    pub fn configured_principal(&self, id: &PrincipalId) -> Option<&Principal> {
+        self.configured.values().find(|p| &p.id == id)
+    }
+
+    /// The issued tokens in force now.
+    pub fn issued(&self) -> Arc<TokenTable> {
+        self.issued.get()
+    }
+
+    /// Replace the issued tokens (the admin follower, or the node that changed them).
+    pub fn set_issued(&self, table: TokenTable) {
+        self.issued.set(table);
     }
 
     /// The actor behind the request's `authorization: Bearer <token>` header.
@@ -83,10 +239,42 @@ impl TokenAuthenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() <= 256)
             .ok_or_else(|| deny("authorization header must be `Bearer <token>`"))?;
-        let principal = self
-            .by_hash
-            .get(&hash_token(token))
-            .ok_or_else(|| deny("unknown or revoked token"))?;
+        let hash = hash_token(token);
+        let issued;
+        let principal = match self.configured.get(&hash) {
+            Some(p) => p,
+            None => {
+                issued = self.issued.get();
+                let t = issued
+                    .by_hash(&hash)
+                    .ok_or_else(|| deny("unknown or revoked token"))?;
+                if t.revoked_at.is_some() {
+                    tracing::warn!(rpc, token_id = %t.token_id, principal = %t.principal.id, "revoked token refused");
+                    return Err(deny("unknown or revoked token"));
+                }
+                if t.expires_at.is_some_and(|e| self.clock.now() >= e) {
+                    tracing::warn!(rpc, token_id = %t.token_id, principal = %t.principal.id, "expired token refused");
+                    return Err(deny("token expired"));
+                }
+                &t.principal
+            }
+        };
+        if !self.limiter.try_acquire(&principal.id) {
+            let limits = self.limiter.limits();
+            tracing::warn!(
+                rpc,
+                principal = %principal.id,
+                reason = "rate_limited",
+                per_second = limits.per_second,
+                burst = limits.burst,
+                "request refused: rate limit"
+            );
+            crate::metrics::denied("rate_limited");
+            return Err(Status::resource_exhausted(format!(
+                "rate limit: at most {} requests per second (bursts of {}) per principal; retry later",
+                limits.per_second, limits.burst
+            )));
+        }
         Ok(principal.actor())
     }
 }

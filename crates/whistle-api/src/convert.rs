@@ -5,9 +5,9 @@ use crate::error::ApiError;
 use prost_types::Timestamp;
 use time::OffsetDateTime;
 use whistle_domain::{
-    BreachAction, Case, CaseId, Channel, ClockOutcome, ClockScope, Closure, DepartmentId, Event,
-    EventBody, Evidence, Handler, Level, MilestoneClock, PolicyClass, PrincipalId, Role, Status,
-    Urgency, ids::is_valid_code,
+    Actor, BreachAction, Case, CaseId, Channel, ClockOutcome, ClockScope, Closure, DepartmentId,
+    Event, EventBody, Evidence, Handler, Level, MilestoneClock, PolicyClass, PrincipalId, Role,
+    Status, Urgency, ids::is_valid_code,
 };
 use whistle_proto::v1 as pb;
 use whistle_store::RecordedEvent;
@@ -256,7 +256,130 @@ pub fn case_view(c: &Case, now: OffsetDateTime) -> pb::CaseView {
                 to: h.to.map(timestamp),
             })
             .collect(),
+        contact: None,
     }
+}
+
+/// Bounds of a resident's contact details.
+pub const MAX_CONTACT_NAME_CHARS: usize = 50;
+pub const MAX_CONTACT_ADDRESS_CHARS: usize = 200;
+
+/// A report's contact details, validated; `None` when none were given.
+pub fn resident_contact(
+    c: Option<&pb::ResidentContact>,
+) -> Result<Option<(String, String, String)>, ApiError> {
+    let Some(c) = c else { return Ok(None) };
+    let name = c.name.trim();
+    let phone = c.phone.trim();
+    let address = c.address.trim();
+    if name.is_empty() && phone.is_empty() && address.is_empty() {
+        return Ok(None);
+    }
+    let printable = |s: &str| !s.chars().any(|ch| ch.is_control() || is_bidi_control(ch));
+    let n = name.chars().count();
+    if n == 0 || n > MAX_CONTACT_NAME_CHARS || !printable(name) {
+        return Err(ApiError::bad(
+            "contact.name",
+            format!("1-{MAX_CONTACT_NAME_CHARS} printable characters"),
+        ));
+    }
+    let digits = phone.chars().filter(char::is_ascii_digit).count();
+    if !(5..=20).contains(&phone.len())
+        || digits < 5
+        || !phone
+            .chars()
+            .all(|ch| ch.is_ascii_digit() || matches!(ch, '+' | '-' | ' '))
+    {
+        return Err(ApiError::bad(
+            "contact.phone",
+            "5-20 characters: digits, spaces, '+' and '-'",
+        ));
+    }
+    if address.chars().count() > MAX_CONTACT_ADDRESS_CHARS || !printable(address) {
+        return Err(ApiError::bad(
+            "contact.address",
+            format!("at most {MAX_CONTACT_ADDRESS_CHARS} printable characters"),
+        ));
+    }
+    Ok(Some((
+        name.to_string(),
+        phone.to_string(),
+        address.to_string(),
+    )))
+}
+
+/// Unicode bidirectional controls: invisible, and able to make a name display as another.
+fn is_bidi_control(ch: char) -> bool {
+    matches!(ch, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+}
+
+/// Who sees a case's contact details in full: admins, the reporter, and whoever holds
+/// the case now (they must reach the resident). Everyone else sees them masked.
+pub fn sees_contact_in_full(actor: &Actor, case: &Case) -> bool {
+    if actor.role == Role::Admin || case.reporter == actor.principal {
+        return true;
+    }
+    match case.handler() {
+        Some(Handler::Principal(p)) => *p == actor.principal,
+        Some(Handler::Department(d)) => {
+            actor.role == Role::Department && actor.department.as_ref() == Some(d)
+        }
+        None => false,
+    }
+}
+
+fn mask_name(name: &str) -> String {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(first) => format!("{first}{}", "*".repeat(chars.count().max(1))),
+        None => String::new(),
+    }
+}
+
+fn mask_phone(phone: &str) -> String {
+    let digits: Vec<char> = phone.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() < 7 {
+        return "*".repeat(digits.len());
+    }
+    let head: String = digits.iter().take(3).collect();
+    let tail: String = digits.iter().skip(digits.len() - 4).collect();
+    format!("{head}{}{tail}", "*".repeat(digits.len() - 7))
+}
+
+/// The contact as `actor` may see it (`personal`: the stored record, if still there).
+pub fn contact_view(
+    actor: &Actor,
+    case: &Case,
+    personal: Option<&whistle_store::PersonalData>,
+) -> Option<pb::ContactView> {
+    if case.contact_erased {
+        return Some(pb::ContactView {
+            erased: true,
+            ..Default::default()
+        });
+    }
+    let p = personal?;
+    Some(if sees_contact_in_full(actor, case) {
+        pb::ContactView {
+            name: p.name.clone(),
+            phone: p.phone.clone(),
+            address: p.address.clone(),
+            masked: false,
+            erased: false,
+        }
+    } else {
+        pb::ContactView {
+            name: mask_name(&p.name),
+            phone: mask_phone(&p.phone),
+            address: if p.address.is_empty() {
+                String::new()
+            } else {
+                "***".to_string()
+            },
+            masked: true,
+            erased: false,
+        }
+    })
 }
 
 /// Decode a stored event into a domain event (the one decoder lives in
@@ -363,6 +486,9 @@ pub fn summary(body: &EventBody) -> String {
             paused_seconds,
             ..
         } => format!("{key} moved {paused_seconds} s by the pause"),
+        EventBody::ContactErased { reason, .. } => {
+            format!("the reporter's personal data was erased: {reason}")
+        }
         EventBody::DeliveryFailed {
             department,
             event_id,

@@ -42,12 +42,25 @@ pub struct Departments {
     state: AppState,
     /// Turns true when the server starts shutting down: open streams end.
     closing: watch::Receiver<bool>,
+    /// Mutual TLS: callers must present a client certificate naming their department.
+    mutual_tls: bool,
 }
 
 impl Departments {
     /// The service over `state`; its streams end when `closing` turns true.
     pub fn new(state: AppState, closing: watch::Receiver<bool>) -> Departments {
-        Departments { state, closing }
+        Departments {
+            state,
+            closing,
+            mutual_tls: false,
+        }
+    }
+
+    /// Requires department callers to present a client certificate naming their
+    /// department ([`crate::tls::check_department`]).
+    pub fn mutual_tls(mut self, on: bool) -> Departments {
+        self.mutual_tls = on;
+        self
     }
 }
 
@@ -95,7 +108,8 @@ pub fn assignment(district: &str, r: &Routed) -> pb::Assignment {
 }
 
 /// Completes once the server starts shutting down.
-async fn closed(closing: &mut watch::Receiver<bool>) {
+/// Resolves once the server starts shutting down (shared by the server streams).
+pub(crate) async fn closed(closing: &mut watch::Receiver<bool>) {
     loop {
         let now = *closing.borrow_and_update();
         if now {
@@ -174,16 +188,17 @@ fn ack(o: &pipeline::Outcome) -> pb::CommandAck {
 
 impl Departments {
     /// Authenticates, scopes and runs one command.
-    async fn run(
+    async fn run<T>(
         &self,
-        metadata: &tonic::metadata::MetadataMap,
+        request: &Request<T>,
         rpc: &'static str,
         id: &str,
         expected_version: Option<u64>,
         key: &str,
         cmd: impl FnOnce() -> Result<Command, ApiError>,
     ) -> Result<Response<pb::CommandAck>, Status> {
-        let actor = self.state.auth.authenticate(metadata, rpc)?;
+        let actor = self.state.auth.authenticate(request.metadata(), rpc)?;
+        crate::tls::check_department(self.mutual_tls, request, &actor, rpc)?;
         let department = department_of(&actor, rpc)?;
         let id: CaseId = case_id("case_id", id)?;
         let key = idempotency_key(key)?;
@@ -245,6 +260,7 @@ impl DepartmentService for Departments {
             .state
             .auth
             .authenticate(request.metadata(), "WatchAssignments")?;
+        crate::tls::check_department(self.mutual_tls, &request, &actor, "WatchAssignments")?;
         let department = department_of(&actor, "WatchAssignments")?;
         let after = request.get_ref().after_position;
         if after < 0 {
@@ -268,7 +284,7 @@ impl DepartmentService for Departments {
     ) -> Result<Response<pb::CommandAck>, Status> {
         let r = request.get_ref();
         self.run(
-            request.metadata(),
+            &request,
             "AcknowledgeCase",
             &r.case_id,
             r.expected_version,
@@ -284,7 +300,7 @@ impl DepartmentService for Departments {
     ) -> Result<Response<pb::CommandAck>, Status> {
         let r = request.get_ref();
         self.run(
-            request.metadata(),
+            &request,
             "ArriveOnSite",
             &r.case_id,
             r.expected_version,
@@ -300,7 +316,7 @@ impl DepartmentService for Departments {
     ) -> Result<Response<pb::CommandAck>, Status> {
         let r = request.get_ref();
         self.run(
-            request.metadata(),
+            &request,
             "ResolveCase",
             &r.case_id,
             r.expected_version,
@@ -321,7 +337,7 @@ impl DepartmentService for Departments {
     ) -> Result<Response<pb::CommandAck>, Status> {
         let r = request.get_ref();
         self.run(
-            request.metadata(),
+            &request,
             "DeclineCase",
             &r.case_id,
             r.expected_version,
@@ -341,7 +357,7 @@ impl DepartmentService for Departments {
     ) -> Result<Response<pb::CommandAck>, Status> {
         let r = request.get_ref();
         self.run(
-            request.metadata(),
+            &request,
             "TransferCase",
             &r.case_id,
             r.expected_version,
@@ -362,7 +378,7 @@ impl DepartmentService for Departments {
     ) -> Result<Response<pb::CommandAck>, Status> {
         let r = request.get_ref();
         self.run(
-            request.metadata(),
+            &request,
             "PauseClock",
             &r.case_id,
             r.expected_version,
@@ -382,7 +398,7 @@ impl DepartmentService for Departments {
     ) -> Result<Response<pb::CommandAck>, Status> {
         let r = request.get_ref();
         self.run(
-            request.metadata(),
+            &request,
             "ResumeClock",
             &r.case_id,
             r.expected_version,
@@ -398,7 +414,7 @@ impl DepartmentService for Departments {
     ) -> Result<Response<pb::CommandAck>, Status> {
         let r = request.get_ref();
         self.run(
-            request.metadata(),
+            &request,
             "AddNote",
             &r.case_id,
             r.expected_version,

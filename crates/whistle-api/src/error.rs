@@ -20,6 +20,10 @@ pub enum ApiError {
     StaleVersion { expected: u64, actual: u64 },
     #[error("{0}")]
     PermissionDenied(String),
+    /// Something other than a case that the request names and that does not exist
+    /// (e.g. a token id).
+    #[error("{0}")]
+    NotFound(String),
     /// A stored event that no longer decodes: a bug or tampering, never the caller's fault.
     #[error("corrupt event {0}")]
     Corrupt(String),
@@ -83,6 +87,7 @@ impl From<ApiError> for Status {
             },
             ApiError::StaleVersion { .. } => Status::aborted(message),
             ApiError::PermissionDenied(_) => Status::permission_denied(message),
+            ApiError::NotFound(_) => Status::not_found(message),
             ApiError::Corrupt(_) => {
                 tracing::error!(error = %message, "corrupt event");
                 Status::new(Code::Internal, "internal error")

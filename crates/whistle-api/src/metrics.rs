@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-/// A refused request, by reason (`unauthenticated`, `role`, `not_holder`).
+/// A refused request, by reason (`unauthenticated`, `role`, `not_holder`, `rate_limited`).
 pub fn denied(reason: &'static str) {
     metrics::counter!("whistle_denied_total", "reason" => reason).increment(1);
 }

@@ -13,7 +13,7 @@ use whistle_domain::{
 };
 use whistle_store::{
     AppendOutcome, AppendRequest, DeadlineChange, EventStore, ExpectedVersion, IdempotencyKey,
-    NewEvent, RecordedEvent, StoreError, StreamId,
+    NewEvent, PersonalData, PersonalOp, RecordedEvent, StoreError, StreamId,
 };
 
 /// What a successful command returns.
@@ -56,6 +56,30 @@ pub async fn load_case(state: &AppState, id: CaseId) -> Result<(Case, Loaded), A
         Some(case) => Ok((case, loaded)),
         None => Err(whistle_domain::DomainError::NotFound.into()),
     }
+}
+
+/// The case as its view row holds it (written with its events: read-your-writes, one
+/// row read instead of folding the stream); folded from the log when the view is missing
+/// (a log written before views existed, or a view rebuild in progress).
+pub async fn read_case(state: &AppState, id: CaseId) -> Result<Case, ApiError> {
+    if let Some(row) = state.store.get_case_view(&id.to_string()).await? {
+        match serde_json::from_str::<Case>(&row.doc) {
+            Ok(case) => return Ok(case),
+            Err(error) => {
+                tracing::warn!(case_id = %id, %error, "case view does not decode; folding the log")
+            }
+        }
+    }
+    Ok(load_case(state, id).await?.0)
+}
+
+/// The time a command is decided at: UTC, whole microseconds — what the store keeps, so
+/// the case folded in memory after a command (and its view) equals the case read back
+/// from the log, whatever clock is plugged in.
+fn command_time(state: &AppState) -> OffsetDateTime {
+    let t = state.clock.now().to_offset(time::UtcOffset::UTC);
+    t.replace_nanosecond(t.nanosecond() / 1000 * 1000)
+        .unwrap_or(t)
 }
 
 fn check_role(actor: &Actor, allowed: &[whistle_domain::Role], what: &str) -> Result<(), ApiError> {
@@ -103,6 +127,36 @@ fn deadline_changes(events: &[Event]) -> Vec<DeadlineChange> {
             due_at: op.due,
         })
         .collect()
+}
+
+/// The personal-data changes a command implies: store the contact given with a report,
+/// delete the record an erasure names.
+fn personal_ops(given: Option<&PersonalData>, events: &[Event]) -> Vec<PersonalOp> {
+    let mut ops: Vec<PersonalOp> = given.cloned().map(PersonalOp::Put).into_iter().collect();
+    for e in events {
+        if let whistle_domain::EventBody::ContactErased { contact, .. } = &e.body {
+            ops.push(PersonalOp::Erase(contact.0));
+        }
+    }
+    ops
+}
+
+/// Counts breached clocks (`whistle_breaches_total{milestone, level}`) once they are
+/// committed.
+fn count_breaches(events: &[Event]) {
+    for e in events {
+        if let whistle_domain::EventBody::MilestoneBreached { key } = &e.body {
+            // Clock keys read `<milestone>@<rung>#<n>` (rung-scoped) or `<milestone>`.
+            let (milestone, rest) = key.split_once('@').unwrap_or((key.as_str(), "case"));
+            let level = rest.split('#').next().unwrap_or("case");
+            metrics::counter!("whistle_breaches_total", "milestone" => milestone.to_string(), "level" => level.to_string()).increment(1);
+        }
+    }
+}
+
+/// The case's view row, written by the store in the append's transaction.
+fn view_of(case: &Case) -> Result<whistle_store::CaseViewRow, ApiError> {
+    whistle_projections::case_view_row(case).map_err(|e| ApiError::Corrupt(e.to_string()))
 }
 
 fn expected(version: u64) -> ExpectedVersion {
@@ -166,11 +220,39 @@ pub async fn execute(
     idempotency_key: Option<String>,
     cmd: Command,
 ) -> Result<Outcome, ApiError> {
+    execute_with(
+        state,
+        actor,
+        case_id,
+        expected_version,
+        idempotency_key,
+        cmd,
+        None,
+    )
+    .await
+}
+
+/// [`execute`] for a report that carries the resident's contact details: they are stored
+/// apart from the log (the command holds only their id), in the same transaction.
+#[tracing::instrument(skip_all, fields(command = cmd.name(), case_id = %case_id, principal = %actor.principal, role = %actor.role))]
+pub async fn execute_with(
+    state: &AppState,
+    actor: &Actor,
+    case_id: CaseId,
+    expected_version: Option<u64>,
+    idempotency_key: Option<String>,
+    cmd: Command,
+    personal: Option<PersonalData>,
+) -> Result<Outcome, ApiError> {
     check_role(actor, cmd.allowed_roles(), cmd.name())?;
     let is_report = matches!(cmd, Command::Report { .. });
-    // A report's case id is fresh on every try, so its fingerprint must not include it.
+    // A report's case id (and contact id) is fresh on every try, so its fingerprint must
+    // not include them; the contact details themselves are part of the request.
     let fp = if is_report {
-        fingerprint(format_args!("report|{:?}", strip_case_id(&cmd)))
+        let contact = personal
+            .as_ref()
+            .map(|p| format!("{}|{}|{}", p.name, p.phone, p.address));
+        fingerprint(format_args!("report|{:?}|{contact:?}", strip_case_id(&cmd)))
     } else {
         fingerprint(format_args!("{case_id}|{expected_version:?}|{cmd:?}"))
     };
@@ -195,6 +277,7 @@ pub async fn execute(
             fingerprint: &fp,
             // A report's stream is new by construction: nothing to load.
             load: !is_report,
+            personal: personal.as_ref(),
         };
         match attempt(state, request).await {
             Err(ApiError::Store(StoreError::Conflict { .. }))
@@ -217,6 +300,8 @@ struct Attempt<'a> {
     fingerprint: &'a str,
     /// Whether the case must be loaded (not for a report: its stream is new).
     load: bool,
+    /// Contact details to store with a report.
+    personal: Option<&'a PersonalData>,
 }
 
 /// One load → decide → append round of [`execute`].
@@ -229,6 +314,7 @@ async fn attempt(state: &AppState, a: Attempt<'_>) -> Result<Outcome, ApiError> 
         cmd,
         fingerprint: fp,
         load: must_load,
+        personal,
     } = a;
     let current = if must_load {
         load(state, case_id).await?.state
@@ -248,7 +334,7 @@ async fn attempt(state: &AppState, a: Attempt<'_>) -> Result<Outcome, ApiError> 
     let ctx = Ctx {
         district: &district,
         actor,
-        now: state.clock.now(),
+        now: command_time(state),
     };
     let events = process(&current, cmd, &ctx, &sla)?;
     if events.is_empty() {
@@ -261,6 +347,10 @@ async fn attempt(state: &AppState, a: Attempt<'_>) -> Result<Outcome, ApiError> 
             appended: false,
         });
     }
+    let after = events
+        .iter()
+        .fold(current, evolve)
+        .ok_or_else(|| ApiError::Corrupt("command produced no case".into()))?;
     let request = AppendRequest {
         stream: stream_of(case_id),
         expected: expected(version),
@@ -271,6 +361,8 @@ async fn attempt(state: &AppState, a: Attempt<'_>) -> Result<Outcome, ApiError> 
             fingerprint: fp.to_string(),
         }),
         deadlines: deadline_changes(&events),
+        view: Some(view_of(&after)?),
+        personal: personal_ops(personal, &events),
     };
     let started = std::time::Instant::now();
     let appended = state.store.append(vec![request]).await;
@@ -281,10 +373,8 @@ async fn attempt(state: &AppState, a: Attempt<'_>) -> Result<Outcome, ApiError> 
         .ok_or_else(|| ApiError::Corrupt("append returned no outcome".into()))?;
     match outcome {
         AppendOutcome::Appended(a) => {
-            let case = events
-                .iter()
-                .fold(current, evolve)
-                .ok_or_else(|| ApiError::Corrupt("command produced no case".into()))?;
+            count_breaches(&events);
+            let case = after;
             tracing::info!(
                 version = case.version,
                 position = a.last_position,
@@ -333,6 +423,7 @@ fn strip_case_id(cmd: &Command) -> Command {
             description: description.clone(),
             channel: *channel,
             urgency: *urgency,
+            contact: None,
         },
         other => other.clone(),
     }
@@ -374,10 +465,12 @@ pub async fn merge(
     let ctx = Ctx {
         district: &district,
         actor,
-        now: state.clock.now(),
+        now: command_time(state),
     };
     let (dup_events, target_events) = process_merge(&dup_state, &target_state, &cmd, &ctx, &sla)?;
     let target_version = target_state.as_ref().map_or(0, |c| c.version);
+    let dup_after = dup_events.iter().fold(dup_state, evolve);
+    let target_after = target_events.iter().fold(target_state, evolve);
     let unit = vec![
         AppendRequest {
             stream: stream_of(dup),
@@ -389,6 +482,8 @@ pub async fn merge(
                 fingerprint: fp,
             }),
             deadlines: deadline_changes(&dup_events),
+            view: dup_after.as_ref().map(view_of).transpose()?,
+            personal: Vec::new(),
         },
         AppendRequest {
             stream: stream_of(cmd.into),
@@ -396,6 +491,8 @@ pub async fn merge(
             events: to_new_events(&target_events)?,
             idempotency: None,
             deadlines: deadline_changes(&target_events),
+            view: target_after.as_ref().map(view_of).transpose()?,
+            personal: Vec::new(),
         },
     ];
     let outcomes = state.store.append(unit).await?;
@@ -407,10 +504,7 @@ pub async fn merge(
     let case = if replayed {
         load_case(state, dup).await?.0
     } else {
-        dup_events
-            .iter()
-            .fold(dup_state, evolve)
-            .ok_or_else(|| ApiError::Corrupt("merge produced no case".into()))?
+        dup_after.ok_or_else(|| ApiError::Corrupt("merge produced no case".into()))?
     };
     Ok(Outcome {
         case,

@@ -5,9 +5,11 @@
 use crate::admin::Admin;
 use crate::auth::TokenAuthenticator;
 use crate::clock::Clock;
+use crate::dashboard::Dashboards;
 use crate::departments::Departments;
 use crate::live::Live;
 use crate::services::{CaseHandling, CaseQuery, Intake};
+use crate::tls::GrpcTls;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -17,6 +19,7 @@ use whistle_domain::{District, SlaBook};
 use whistle_proto::v1::admin_service_server::AdminServiceServer;
 use whistle_proto::v1::case_handling_service_server::CaseHandlingServiceServer;
 use whistle_proto::v1::case_query_service_server::CaseQueryServiceServer;
+use whistle_proto::v1::dashboard_service_server::DashboardServiceServer;
 use whistle_proto::v1::department_service_server::DepartmentServiceServer;
 use whistle_proto::v1::intake_service_server::IntakeServiceServer;
 use whistle_store::Store;
@@ -54,6 +57,17 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    serve_with_tls(listener, state, None, shutdown).await
+}
+
+/// [`serve`], over TLS only when `tls` is given (and with mutual TLS for department
+/// accounts when it has a client CA: [`crate::tls`]).
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<&GrpcTls>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
     let (close, closing) = tokio::sync::watch::channel(false);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -71,6 +85,9 @@ pub async fn serve(
     health_reporter
         .set_serving::<AdminServiceServer<Admin>>()
         .await;
+    health_reporter
+        .set_serving::<DashboardServiceServer<Dashboards>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(whistle_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -78,7 +95,13 @@ pub async fn serve(
     // STACK.md: serve_with_incoming ignores Server::tcp_nodelay; without NODELAY p99
     // latency jumps to ~45 ms (Nagle).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        // Handshake failures are logged by tonic and never end the accept loop.
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    let mutual = tls.is_some_and(GrpcTls::mutual);
+    builder
         .layer(crate::metrics::RpcMetricsLayer)
         .add_service(health)
         .add_service(reflection)
@@ -91,7 +114,13 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(
-            DepartmentServiceServer::new(Departments::new(state.clone(), closing.clone()))
+            DepartmentServiceServer::new(
+                Departments::new(state.clone(), closing.clone()).mutual_tls(mutual),
+            )
+            .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            DashboardServiceServer::new(Dashboards::new(state.clone(), closing.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(

@@ -74,20 +74,32 @@ impl IntakeService for Intake {
     ) -> Result<Response<pb::ReportCaseResponse>, Status> {
         let actor = self.actor(&request, "ReportCase")?;
         let r = request.into_inner();
+        let case_uuid = uuid::Uuid::now_v7();
+        let contact = convert::resident_contact(r.contact.as_ref())?;
+        let personal = contact.map(|(name, phone, address)| whistle_store::PersonalData {
+            contact_id: uuid::Uuid::now_v7(),
+            case_id: case_uuid.to_string(),
+            name,
+            phone,
+            address,
+        });
         let cmd = Command::Report {
-            case_id: CaseId(uuid::Uuid::now_v7()),
+            case_id: CaseId(case_uuid),
             category: CategoryCode(code("category", &r.category)?),
             location: OrgId(code("location", &r.location)?),
             description: r.description,
             channel: convert::channel(r.channel, actor.role)?,
             urgency: convert::urgency(r.urgency)?,
+            contact: personal
+                .as_ref()
+                .map(|p| whistle_domain::ContactId(p.contact_id)),
         };
         let Command::Report { case_id, .. } = &cmd else {
             return Err(Status::internal("unreachable"));
         };
         let case_id = *case_id;
         let key = idempotency_key(&r.idempotency_key)?;
-        let o = pipeline::execute(&self.0, &actor, case_id, None, key, cmd).await?;
+        let o = pipeline::execute_with(&self.0, &actor, case_id, None, key, cmd, personal).await?;
         Ok(Response::new(pb::ReportCaseResponse {
             ack: Some(ack(&o)),
             level: convert::level(o.case.level).into(),
@@ -308,6 +320,23 @@ impl CaseHandlingService for CaseHandling {
         .await
     }
 
+    async fn erase_contact(
+        &self,
+        request: Request<pb::ReasonRequest>,
+    ) -> Result<Response<pb::CommandAck>, Status> {
+        let actor = self
+            .0
+            .auth
+            .authenticate(request.metadata(), "EraseContact")?;
+        let r = request.into_inner();
+        let t = target(&r.case_id, r.expected_version, &r.idempotency_key);
+        tracing::info!(principal = %actor.principal, case_id = %r.case_id, "erasing a reporter's personal data");
+        run(&self.0, &actor, t, || {
+            Ok(Command::EraseContact { reason: r.reason })
+        })
+        .await
+    }
+
     async fn merge_case(
         &self,
         request: Request<pb::MergeCaseRequest>,
@@ -332,6 +361,20 @@ impl CaseHandlingService for CaseHandling {
     }
 }
 
+/// The case's contact details as `actor` may see them (read from the personal-data table;
+/// never from the log, which holds only the reference).
+async fn contact(
+    state: &AppState,
+    actor: &Actor,
+    case: &whistle_domain::Case,
+) -> Result<Option<pb::ContactView>, ApiError> {
+    let personal = match case.contact {
+        Some(id) => state.store.get_personal(id.0).await?,
+        None => None,
+    };
+    Ok(convert::contact_view(actor, case, personal.as_ref()))
+}
+
 /// Roles that may read cases. Scoping rows to the caller's grid, department or area is
 /// layered on top (DESIGN §6).
 const READERS: &[Role] = &[
@@ -343,9 +386,9 @@ const READERS: &[Role] = &[
     Role::Admin,
 ];
 
-/// Outside the caller's view reads as "not found" (see [`crate::scope`]).
-fn in_view(actor: &Actor, case: &whistle_domain::Case) -> Result<(), Status> {
-    if crate::scope::visible_to(actor, case) {
+/// Outside the caller's view reads as "not found" (see `whistle_domain::scope`).
+fn in_view(state: &AppState, actor: &Actor, case: &whistle_domain::Case) -> Result<(), Status> {
+    if whistle_domain::scope::visible_to(actor, case, &state.district.get()) {
         return Ok(());
     }
     tracing::warn!(principal = %actor.principal, role = %actor.role, case_id = %case.id, "read outside scope refused");
@@ -366,9 +409,11 @@ impl CaseQueryService for CaseQuery {
             );
         }
         let id = case_id("case_id", &request.get_ref().case_id)?;
-        let (case, _) = pipeline::load_case(&self.0, id).await?;
-        in_view(&actor, &case)?;
-        Ok(Response::new(convert::case_view(&case, self.0.clock.now())))
+        let case = pipeline::read_case(&self.0, id).await?;
+        in_view(&self.0, &actor, &case)?;
+        let mut view = convert::case_view(&case, self.0.clock.now());
+        view.contact = contact(&self.0, &actor, &case).await?;
+        Ok(Response::new(view))
     }
 
     async fn get_case_timeline(
@@ -388,15 +433,17 @@ impl CaseQueryService for CaseQuery {
         }
         let id = case_id("case_id", &request.get_ref().case_id)?;
         let (case, loaded) = pipeline::load_case(&self.0, id).await?;
-        in_view(&actor, &case)?;
+        in_view(&self.0, &actor, &case)?;
         let entries = loaded
             .records
             .iter()
             .zip(&loaded.events)
             .map(|(rec, ev)| convert::timeline_entry(rec, ev))
             .collect();
+        let mut view = convert::case_view(&case, self.0.clock.now());
+        view.contact = contact(&self.0, &actor, &case).await?;
         Ok(Response::new(pb::GetCaseTimelineResponse {
-            case: Some(convert::case_view(&case, self.0.clock.now())),
+            case: Some(view),
             entries,
         }))
     }

@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use crate::error::BusError;
 use crate::message as h;
 use crate::provision::{Storage, StreamSettings};
-use crate::servers::parse_servers;
+use crate::servers::{parse_servers, with_credentials};
 
 /// Durable consumer of the advisory stream.
 pub const FAILURES_CONSUMER: &str = "whistle-delivery-failures";
@@ -128,10 +128,11 @@ where
     S: FnMut(DeliveryFailure) -> F,
     F: Future<Output = Recorded>,
 {
-    let client = async_nats::ConnectOptions::new()
+    let servers = parse_servers(nats_url).map_err(BusError::Connect)?;
+    let client = with_credentials(async_nats::ConnectOptions::new(), &servers)
         .name("whistle-delivery-failures")
         .connection_timeout(Duration::from_secs(5))
-        .connect(parse_servers(nats_url).map_err(BusError::Connect)?)
+        .connect(servers)
         .await
         .map_err(|e| BusError::Connect(e.to_string()))?;
     let js = jetstream::new(client);

@@ -47,4 +47,4 @@ pub use provision::{DEFAULT_STREAM, Retention, Storage, StreamSettings, ensure_s
 pub use relay::{Relay, RelayConfig, RelayStatus};
 #[cfg(feature = "relay")]
 pub use route::{DecodeError, Route, RouteError, Routed, Router, decode};
-pub use servers::parse_servers;
+pub use servers::{credentials, parse_servers, with_credentials};

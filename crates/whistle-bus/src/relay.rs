@@ -243,10 +243,11 @@ async fn session(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
-    let client = async_nats::ConnectOptions::new()
+    let servers = crate::servers::parse_servers(&cfg.nats_url).map_err(BusError::Connect)?;
+    let client = crate::servers::with_credentials(async_nats::ConnectOptions::new(), &servers)
         .name("whistle-relay")
         .connection_timeout(Duration::from_secs(5))
-        .connect(crate::servers::parse_servers(&cfg.nats_url).map_err(BusError::Connect)?)
+        .connect(servers)
         .await
         .map_err(|e| BusError::Connect(e.to_string()))?;
     let js = jetstream::ContextBuilder::new()

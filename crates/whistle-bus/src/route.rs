@@ -74,6 +74,7 @@ pub fn decode(rec: &RecordedEvent) -> Result<Event, DecodeError> {
             principal: PrincipalId(rec.actor_id.clone()),
             role,
             department: None,
+            scope: whistle_domain::Scope::District,
         },
         occurred_at: rec.occurred_at,
         body,
@@ -119,6 +120,9 @@ pub struct Routed {
 pub struct Router {
     cases: HashMap<StreamId, Case>,
     capacity: usize,
+    /// Routing never needs descriptions (they are the bulk of a case's memory); read
+    /// models that store the whole case keep them.
+    keep_descriptions: bool,
 }
 
 impl Default for Router {
@@ -140,7 +144,22 @@ impl Router {
         Router {
             cases: HashMap::new(),
             capacity: capacity.max(1),
+            keep_descriptions: false,
         }
+    }
+
+    /// A router that keeps whole cases, descriptions included, for folds whose output
+    /// must equal the case as the command pipeline folds it (the case view).
+    pub fn keeping_descriptions(capacity: usize) -> Router {
+        Router {
+            keep_descriptions: true,
+            ..Router::new(capacity)
+        }
+    }
+
+    /// The case as of the last event routed for `stream` (if still in memory).
+    pub fn case(&self, stream: &StreamId) -> Option<&Case> {
+        self.cases.get(stream)
     }
 
     /// Routes one event. Events must be given in position order (each case's
@@ -172,7 +191,9 @@ impl Router {
             compound: case.compound.0.clone(),
             department,
         };
-        case.description = String::new();
+        if !self.keep_descriptions {
+            case.description = String::new();
+        }
         self.remember(rec.stream.clone(), case);
         Ok(Some(Routed {
             record: rec,

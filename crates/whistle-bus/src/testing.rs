@@ -7,6 +7,10 @@
 //! killed on `Drop`, and a parent-death signal (`prctl(PR_SET_PDEATHSIG)`)
 //! kills it if the test process dies first, so killed tests leave no servers.
 //!
+//! [`NatsServer::start_with_config`] runs a server from a configuration file
+//! instead (the `deploy/nats` one, with users and permissions): same loopback
+//! address, free port and temporary store.
+//!
 //! When the binary is missing a test is skipped (`SKIPPED (nats-server
 //! unavailable): <test>` on stderr), unless `WHISTLE_REQUIRE_SERVICES=1`,
 //! where it fails. Being test code, these helpers panic on errors.
@@ -76,6 +80,11 @@ pub struct NatsServer {
     port: u16,
     /// Extra arguments (cluster settings), kept for restarts.
     extra: Vec<String>,
+    /// A configuration file (`-c`), which then also enables JetStream and names
+    /// the store directory.
+    config: Option<PathBuf>,
+    /// Environment of the server process (variables the configuration reads).
+    env: Vec<(String, String)>,
 }
 
 impl NatsServer {
@@ -88,15 +97,57 @@ impl NatsServer {
         Some(Self::start_with(Vec::new()))
     }
 
-    fn start_with(extra: Vec<String>) -> NatsServer {
-        let dir =
-            std::env::temp_dir().join(format!("whistle-nats-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).expect("nats temp dir");
+    /// Starts a server from the text of a configuration file, run with `-c` on
+    /// loopback and a free port (the flags outrank the file's `listen`). Every
+    /// `store_dir:` line is pointed at this server's temporary store (nats-server
+    /// refuses `-sd` beside a `store_dir`); `env` is the server's environment, from
+    /// which it reads the `$NAME`s the file does not define (passwords).
+    pub fn start_with_config(
+        test_name: &str,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Option<NatsServer> {
+        if !available(test_name) {
+            return None;
+        }
+        let dir = new_dir();
+        let store = dir.join("store");
+        let text = config
+            .lines()
+            .map(|line| {
+                if line.trim_start().starts_with("store_dir:") {
+                    format!("  store_dir: {:?}", store.display().to_string())
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let path = dir.join("nats-server.conf");
+        std::fs::write(&path, text).expect("writing the nats-server configuration");
         let mut server = NatsServer {
             child: None,
             dir,
             port: 0,
+            extra: Vec::new(),
+            config: Some(path),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        server.spawn(None);
+        Some(server)
+    }
+
+    fn start_with(extra: Vec<String>) -> NatsServer {
+        let mut server = NatsServer {
+            child: None,
+            dir: new_dir(),
+            port: 0,
             extra,
+            config: None,
+            env: Vec::new(),
         };
         server.spawn(None);
         server
@@ -108,10 +159,12 @@ impl NatsServer {
         std::fs::create_dir_all(&ports_dir).expect("ports dir");
         let mut cmd = Command::new(nats_server_binary());
         cmd.args(["-a", "127.0.0.1", "-p"])
-            .arg(port.map_or_else(|| "-1".to_owned(), |p| p.to_string()))
-            .arg("-js")
-            .arg("-sd")
-            .arg(self.dir.join("store"))
+            .arg(port.map_or_else(|| "-1".to_owned(), |p| p.to_string()));
+        match &self.config {
+            Some(config) => cmd.arg("-c").arg(config),
+            None => cmd.arg("-js").arg("-sd").arg(self.dir.join("store")),
+        };
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("--ports_file_dir")
             .arg(&ports_dir)
             .args(&self.extra)
@@ -219,6 +272,12 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",")
     }
+}
+
+fn new_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("whistle-nats-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).expect("nats temp dir");
+    dir
 }
 
 #[cfg(target_os = "linux")]

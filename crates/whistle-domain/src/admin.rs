@@ -1,18 +1,24 @@
 //! Configuration changes as events (DESIGN §5: every admin change is itself an event).
 //!
-//! Two admin streams hold them: [`SLA_STREAM`] (policies, rules, calendars) and
-//! [`ROUTING_STREAM`] (the roster). Each event carries the whole configuration it leaves
-//! in force, so any node rebuilds it from the latest event alone; the files a district
-//! starts from seed an empty stream. Publishing never rewrites a policy version: a
+//! Three admin streams hold them: [`SLA_STREAM`] (policies, rules, calendars) and
+//! [`ROUTING_STREAM`] (the roster), where each event carries the whole configuration it
+//! leaves in force, so any node rebuilds it from the latest event alone (the files a
+//! district starts from seed an empty stream); and [`TOKENS_STREAM`] (bearer tokens
+//! issued and revoked at run time), folded from its first event, since each event
+//! changes one token. A token itself is never stored, only its SHA-256. Publishing never rewrites a policy version: a
 //! version once published is immutable, changes need a new, higher version.
 
 use crate::district::{District, DistrictError};
+use crate::ids::{DepartmentId, PrincipalId};
+use crate::principal::{Role, Scope};
 use crate::routing::RosterEntry;
 use crate::sla::{SlaBook, SlaError, SlaSpec};
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 pub const SLA_STREAM: &str = "admin-sla";
 pub const ROUTING_STREAM: &str = "admin-routing";
+pub const TOKENS_STREAM: &str = "admin-tokens";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -21,6 +27,29 @@ pub enum AdminEvent {
     SlaPublished { spec: SlaSpec, changes: Vec<String> },
     /// The roster in force from now on.
     RosterReplaced { roster: Vec<RosterEntry> },
+    /// A bearer token was issued for a principal (who issued it and when are the
+    /// event's actor and time).
+    TokenIssued {
+        /// Public handle of the token (lists, revocation); not a secret.
+        token_id: String,
+        principal: PrincipalId,
+        role: Role,
+        /// Department accounts: the department they sign for.
+        #[serde(default)]
+        department: Option<DepartmentId>,
+        /// Where a grid worker, handler or supervisor sees and acts.
+        #[serde(default)]
+        scope: Scope,
+        /// Display name, for logs and lists.
+        name: String,
+        /// Lower-case hex SHA-256 of the token: all a node needs to recognise it.
+        token_sha256: String,
+        /// After this instant the token is refused; `None`: until revoked.
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        expires_at: Option<OffsetDateTime>,
+    },
+    /// The token is refused from now on.
+    TokenRevoked { token_id: String },
 }
 
 impl AdminEvent {
@@ -28,6 +57,8 @@ impl AdminEvent {
         match self {
             AdminEvent::SlaPublished { .. } => "SlaPublished",
             AdminEvent::RosterReplaced { .. } => "RosterReplaced",
+            AdminEvent::TokenIssued { .. } => "TokenIssued",
+            AdminEvent::TokenRevoked { .. } => "TokenRevoked",
         }
     }
 }

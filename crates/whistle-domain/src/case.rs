@@ -5,7 +5,7 @@
 
 use crate::catalogue::{Level, PolicyClass, Urgency};
 use crate::event::{BreachAction, Channel, ClockScope, Satisfaction};
-use crate::ids::{CaseId, CategoryCode, DepartmentId, GridId, OrgId, PrincipalId};
+use crate::ids::{CaseId, CategoryCode, ContactId, DepartmentId, GridId, OrgId, PrincipalId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use time::OffsetDateTime;
@@ -188,6 +188,13 @@ pub struct Case {
     pub declined_by: Vec<DepartmentId>,
     /// Cases merged into this one.
     pub duplicates: Vec<CaseId>,
+    /// The reporter's contact details (stored apart from the log); `None` when none were
+    /// given or after erasure.
+    #[serde(default)]
+    pub contact: Option<ContactId>,
+    /// The contact details were erased on request.
+    #[serde(default)]
+    pub contact_erased: bool,
     pub escalations: u32,
     pub reopen_count: u32,
     pub notes: u32,

@@ -4,7 +4,7 @@
 use crate::case::Handler;
 use crate::catalogue::Urgency;
 use crate::event::{Channel, DeadlineKind, Evidence};
-use crate::ids::{CaseId, CategoryCode, OrgId};
+use crate::ids::{CaseId, CategoryCode, ContactId, OrgId};
 use crate::principal::Role;
 
 /// A command on one case stream.
@@ -18,6 +18,8 @@ pub enum Command {
         description: String,
         channel: Channel,
         urgency: Option<Urgency>,
+        /// The resident's contact details, stored apart (see [`ContactId`]).
+        contact: Option<ContactId>,
     },
     /// A dispatcher assigns (or re-assigns) the case at its current rung.
     Assign {
@@ -70,6 +72,11 @@ pub enum Command {
     /// A department's consumer kept failing a message past its max deliveries (reported
     /// by the bus, system only): recorded, and if that department holds the case
     /// without having signed for it, the district takes it over.
+    /// Erase the reporter's personal data (a resident's request, 删除个人信息): the
+    /// contact record is deleted and the case keeps only the fact that it was erased.
+    EraseContact {
+        reason: String,
+    },
     RecordDeliveryFailure {
         department: crate::ids::DepartmentId,
         /// The event that could not be delivered.
@@ -114,6 +121,7 @@ impl Command {
             Command::Resume => "ResumeClock",
             Command::Withdraw { .. } => "WithdrawCase",
             Command::Reject { .. } => "RejectCase",
+            Command::EraseContact { .. } => "EraseContact",
             Command::FireDeadline { .. } => "FireDeadline",
             Command::RecordDeliveryFailure { .. } => "RecordDeliveryFailure",
         }
@@ -142,6 +150,7 @@ impl Command {
             Command::Decline { .. } => &[Department],
             Command::Pause { .. } | Command::Resume => &[Handler, Department, Supervisor, Admin],
             Command::Reject { .. } => &[Handler, Supervisor, Admin],
+            Command::EraseContact { .. } => &[Admin],
         }
     }
 }

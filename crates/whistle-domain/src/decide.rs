@@ -57,6 +57,13 @@ pub fn decide(state: &CaseState, cmd: &Command, ctx: &Ctx<'_>) -> Result<Vec<Eve
             cmd.name()
         )));
     }
+    // Outside the actor's view a case does not exist for them: checked before any rule,
+    // so a refusal never tells what state the case is in.
+    if let Some(case) = state
+        && !crate::scope::may_address(ctx.actor, case, ctx.district)
+    {
+        return Err(DomainError::NotFound);
+    }
     let bodies = match (state, cmd) {
         (Some(_), Command::Report { .. }) => return Err(DomainError::AlreadyExists),
         (
@@ -68,6 +75,7 @@ pub fn decide(state: &CaseState, cmd: &Command, ctx: &Ctx<'_>) -> Result<Vec<Eve
                 description,
                 channel,
                 urgency,
+                contact,
             },
         ) => {
             let cat = ctx.district.catalogue.get(category).ok_or_else(|| {
@@ -84,6 +92,11 @@ pub fn decide(state: &CaseState, cmd: &Command, ctx: &Ctx<'_>) -> Result<Vec<Eve
                         node.kind.as_str()
                     ),
                 ));
+            }
+            if !crate::scope::may_report_at(ctx.actor, location, ctx.district) {
+                return Err(DomainError::Forbidden(format!(
+                    "location {location} is outside the reporter's scope"
+                )));
             }
             let compound = ctx
                 .district
@@ -105,6 +118,7 @@ pub fn decide(state: &CaseState, cmd: &Command, ctx: &Ctx<'_>) -> Result<Vec<Eve
                 description,
                 level,
                 fast_channel,
+                contact: *contact,
             }]
         }
         (None, _) => return Err(DomainError::NotFound),
@@ -138,6 +152,12 @@ pub fn decide_merge(
     let target = target
         .as_ref()
         .ok_or_else(|| DomainError::invalid("into_case_id", "no such case"))?;
+    if !crate::scope::may_address(ctx.actor, dup, ctx.district) {
+        return Err(DomainError::NotFound);
+    }
+    if !crate::scope::may_address(ctx.actor, target, ctx.district) {
+        return Err(DomainError::invalid("into_case_id", "no such case"));
+    }
     if dup.id == target.id {
         return Err(DomainError::invalid(
             "into_case_id",
@@ -266,7 +286,9 @@ fn check_handler(
 fn on_case(case: &Case, cmd: &Command, ctx: &Ctx<'_>) -> Result<Vec<EventBody>, DomainError> {
     let name = cmd.name();
     let actor = ctx.actor;
-    if case.is_closed() && !matches!(cmd, Command::Reopen { .. }) {
+    // Erasure is the one other command a closed case accepts: a resident's right to have
+    // their details removed does not end with the case.
+    if case.is_closed() && !matches!(cmd, Command::Reopen { .. } | Command::EraseContact { .. }) {
         return Err(transition(
             name,
             case,
@@ -530,6 +552,22 @@ fn on_case(case: &Case, cmd: &Command, ctx: &Ctx<'_>) -> Result<Vec<EventBody>, 
             let stage = open_stage()?;
             steer_check(actor, case.level, stage)?;
             vec![EventBody::CaseRejected { reason }]
+        }
+        Command::EraseContact { reason } => {
+            let reason = required_text("reason", reason, MAX_REASON_CHARS)?;
+            match case.contact {
+                Some(contact) => vec![EventBody::ContactErased { contact, reason }],
+                None if case.contact_erased => {
+                    return Err(transition(
+                        name,
+                        case,
+                        "the contact details are already erased",
+                    ));
+                }
+                None => {
+                    return Err(transition(name, case, "the case holds no contact details"));
+                }
+            }
         }
         Command::FireDeadline { clock, kind } => fire(case, clock, *kind, ctx)?,
         Command::RecordDeliveryFailure {

@@ -4,7 +4,7 @@
 
 use crate::case::Handler;
 use crate::catalogue::{Level, PolicyClass, Urgency};
-use crate::ids::{CaseId, CategoryCode, DepartmentId, GridId, OrgId, PrincipalId};
+use crate::ids::{CaseId, CategoryCode, ContactId, DepartmentId, GridId, OrgId, PrincipalId};
 use crate::principal::Actor;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -142,6 +142,14 @@ pub enum EventBody {
         /// The starting rung chosen by triage.
         level: Level,
         fast_channel: bool,
+        /// The resident's contact details, stored apart from the log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contact: Option<ContactId>,
+    },
+    /// The reporter's personal data was erased on request; the contact record is gone.
+    ContactErased {
+        contact: ContactId,
+        reason: String,
     },
     CaseAssigned {
         level: Level,
@@ -293,6 +301,7 @@ impl EventBody {
             EventBody::DeadlineShifted { .. } => "DeadlineShifted",
             EventBody::CaseTakenOver { .. } => "CaseTakenOver",
             EventBody::DeliveryFailed { .. } => "DeliveryFailed",
+            EventBody::ContactErased { .. } => "ContactErased",
         }
     }
 }

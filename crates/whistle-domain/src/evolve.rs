@@ -23,6 +23,7 @@ pub fn evolve(state: CaseState, event: &Event) -> CaseState {
                 description,
                 level,
                 fast_channel,
+                contact,
             } => Some(Case {
                 id: *case_id,
                 version: 1,
@@ -44,6 +45,8 @@ pub fn evolve(state: CaseState, event: &Event) -> CaseState {
                 closed_at: None,
                 declined_by: Vec::new(),
                 duplicates: Vec::new(),
+                contact: *contact,
+                contact_erased: false,
                 escalations: 0,
                 reopen_count: 0,
                 notes: 0,
@@ -57,6 +60,10 @@ pub fn evolve(state: CaseState, event: &Event) -> CaseState {
     case.version += 1;
     match &event.body {
         EventBody::CaseReported { .. } => {}
+        EventBody::ContactErased { .. } => {
+            case.contact = None;
+            case.contact_erased = true;
+        }
         EventBody::CaseAssigned { handler, level } => {
             hold(&mut case, handler, *level, at);
             case.status = Status::Open(Stage::Assigned(handler.clone()));

@@ -23,6 +23,19 @@ impl fmt::Display for CaseId {
     }
 }
 
+/// A resident's contact details (name, phone, exact address), kept apart from the log in
+/// the store's personal-data table: events carry only this reference, so the details can
+/// be masked per role and erased without rewriting history (DESIGN §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContactId(pub uuid::Uuid);
+
+impl fmt::Display for ContactId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 macro_rules! code_id {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*

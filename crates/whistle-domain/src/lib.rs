@@ -28,6 +28,7 @@ pub mod principal;
 pub mod process;
 pub mod replay;
 pub mod routing;
+pub mod scope;
 pub mod sla;
 pub mod validate;
 
@@ -45,9 +46,9 @@ pub use event::{
     Satisfaction,
 };
 pub use evolve::{evolve, fold};
-pub use ids::{CaseId, CategoryCode, DepartmentId, GridId, OrgId, PrincipalId};
+pub use ids::{CaseId, CategoryCode, ContactId, DepartmentId, GridId, OrgId, PrincipalId};
 pub use org::{Grid, OrgKind, OrgNode, OrgTree};
-pub use principal::{Actor, Role};
+pub use principal::{Actor, Role, Scope};
 pub use process::{process, process_merge};
 pub use routing::RosterEntry;
 pub use sla::{DeadlineOp, Milestone, Policy, Rule, SlaBook, SlaSpec, Trigger};

@@ -2,7 +2,7 @@
 //! sees the resulting [`Actor`] and uses it for rules such as "only the handler who holds
 //! a case may resolve it".
 
-use crate::ids::{DepartmentId, PrincipalId};
+use crate::ids::{DepartmentId, GridId, OrgId, PrincipalId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -61,6 +61,22 @@ impl fmt::Display for Role {
     }
 }
 
+/// The part of the district a grid worker, handler or supervisor works in (DESIGN §6).
+/// Residents see their own reports and departments their own assignments whatever the
+/// scope; admins and the system see everything.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "ids", rename_all = "snake_case")]
+pub enum Scope {
+    /// The whole district (district-level supervisors, the duty officer).
+    #[default]
+    District,
+    /// Everything located at or below one org node: a street or community (supervisors),
+    /// a compound, building or unit (handlers).
+    Org(OrgId),
+    /// Cases located in these grids (grid workers).
+    Grids(Vec<GridId>),
+}
+
 /// Who is acting, as established by authentication.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
@@ -69,6 +85,10 @@ pub struct Actor {
     /// Set for department accounts: the department the principal signs for. A department
     /// account without one cannot hold a case.
     pub department: Option<DepartmentId>,
+    /// Where a grid worker, handler or supervisor may see and act. Not stored with events
+    /// (only principal and role are); `decide` checks it.
+    #[serde(default)]
+    pub scope: Scope,
 }
 
 impl Actor {
@@ -77,6 +97,7 @@ impl Actor {
             principal: PrincipalId::new(principal),
             role,
             department: None,
+            scope: Scope::District,
         }
     }
 
@@ -85,7 +106,13 @@ impl Actor {
             principal: PrincipalId::new(principal),
             role: Role::Department,
             department: Some(DepartmentId::new(department)),
+            scope: Scope::District,
         }
+    }
+
+    /// The same actor narrowed to `scope`.
+    pub fn scoped(self, scope: Scope) -> Self {
+        Actor { scope, ..self }
     }
 
     /// The system actor used for automatic commands (deadlines, routing).

@@ -26,6 +26,12 @@ pub const PRESET_BEIJING_12345: &str = include_str!("../presets/beijing-12345.to
 /// Example business-hours calendar: mainland China 2025 with holidays and 调休.
 pub const CALENDAR_CN_2025: &str = include_str!("../presets/calendar-cn-2025.toml");
 
+/// Longest milestone target, in seconds of the calendar's time: 3660 days, the horizon
+/// business-hours calendars search for working time. Deadlines are computed by adding the
+/// target to the time a clock starts; an unbounded target (a typo in a published book)
+/// overflowed that addition and panicked every command that started such a clock.
+pub const MAX_TARGET_SECONDS: i64 = 3660 * 86_400;
+
 /// The name of the built-in round-the-clock calendar.
 pub const ALWAYS_OPEN: &str = "24x7";
 
@@ -153,6 +159,9 @@ impl SlaBook {
                 }
                 if m.target_seconds <= 0 {
                     return Err(bad("target must be positive"));
+                }
+                if m.target_seconds > MAX_TARGET_SECONDS {
+                    return Err(bad("target must be at most 316224000 seconds (3660 days)"));
                 }
                 if m.warn_at_percent >= 100 {
                     return Err(bad("warn_at_percent must be below 100"));

@@ -3,6 +3,7 @@
 //! caller (and tests using port 0) know the address before serving starts.
 
 use crate::config::Settings;
+use crate::tls::{TlsListener, TlsSettings};
 use anyhow::{Context, Result};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,7 +12,22 @@ use tokio::net::TcpListener;
 use whistle_api::scheduler::{self, SchedulerConfig};
 use whistle_api::{AppState, Clock, Live, SystemClock, TokenAuthenticator};
 use whistle_bus::{Relay, RelayConfig, RelayStatus};
-use whistle_store::Store;
+use whistle_projections::{Projector, ProjectorConfig};
+use whistle_store::{EventStore, Store};
+
+/// A log written before case views existed (or whose views were dropped) gets them
+/// before serving: `GetCase` and the lists read them.
+async fn ensure_case_views(store: &Arc<Store>) -> Result<()> {
+    if store.has_case_views().await? || store.head_position().await? == 0 {
+        return Ok(());
+    }
+    tracing::info!("the log has no case views yet; projecting them");
+    let reached = whistle_projections::project_case_views(store, 0, &mut |_, _| {})
+        .await
+        .context("projecting case views")?;
+    tracing::info!(position = reached, "case views projected");
+    Ok(())
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -22,6 +38,7 @@ pub struct Application {
     scheduler: Option<SchedulerConfig>,
     nats: Option<RelayConfig>,
     relay_status: Option<RelayStatus>,
+    tls: Option<TlsSettings>,
 }
 
 impl Application {
@@ -52,6 +69,8 @@ impl Application {
             store = store.backend_name(),
             district = %settings.district.id,
             principals = settings.principals.len(),
+            tls = settings.tls.is_some(),
+            mutual_tls = settings.tls.as_ref().is_some_and(|t| t.grpc.mutual()),
             "whistle ready"
         );
         let state = AppState {
@@ -59,13 +78,18 @@ impl Application {
             district: Live::new(settings.district),
             sla: Live::new(settings.sla),
             applied: whistle_api::admin::Applied::new(),
-            auth: Arc::new(TokenAuthenticator::new(settings.principals)),
+            auth: Arc::new(
+                TokenAuthenticator::new(settings.principals)
+                    .with_clock(clock.clone())
+                    .with_limits(settings.limits),
+            ),
             clock,
         };
         // Configuration changed through AdminService outranks the files it was seeded from.
         whistle_api::admin::refresh(&state)
             .await
             .map_err(|e| anyhow::anyhow!("loading the admin configuration: {e}"))?;
+        ensure_case_views(&state.store).await?;
         Ok(Application {
             listener,
             http_listener,
@@ -74,6 +98,7 @@ impl Application {
             scheduler: settings.scheduler,
             relay_status: settings.nats.as_ref().map(|_| RelayStatus::default()),
             nats: settings.nats,
+            tls: settings.tls,
             state,
         })
     }
@@ -109,7 +134,7 @@ impl Application {
         let store = self.state.store.clone();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let relay = self.nats.map(|cfg| {
-            tracing::info!(nats = %cfg.nats_url, stream = %cfg.stream.name, "relay to NATS JetStream enabled");
+            tracing::info!(nats = %whistle_bus::servers::redacted(&cfg.nats_url), stream = %cfg.stream.name, "relay to NATS JetStream enabled");
             let state = self.state.clone();
             let mut stopped = stopped.clone();
             let failures = tokio::spawn(whistle_bus::advisories::run_delivery_failures(
@@ -129,6 +154,7 @@ impl Application {
                 let _ = stopped.wait_for(|s| *s).await;
             }))
         });
+        let projector = Projector::spawn(store.clone(), ProjectorConfig::default());
         let follower = {
             let mut stopped = stopped.clone();
             tokio::spawn(whistle_api::admin::follow(
@@ -143,29 +169,42 @@ impl Application {
             let router = crate::http::router(crate::http::Http {
                 state: self.state.clone(),
                 relay: self.relay_status.clone(),
+                projector: projector.status(),
                 prometheus: crate::http::prometheus(),
             });
             let mut stopped = stopped.clone();
             let listener = self.http_listener;
+            let tls = self.tls.as_ref().map(|t| t.http.clone());
             tokio::spawn(async move {
                 let graceful = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
-                if let Err(e) = axum::serve(listener, router)
-                    .with_graceful_shutdown(graceful)
-                    .await
-                {
+                let served = match tls {
+                    Some(config) => {
+                        axum::serve(TlsListener::new(listener, config), router)
+                            .with_graceful_shutdown(graceful)
+                            .await
+                    }
+                    None => {
+                        axum::serve(listener, router)
+                            .with_graceful_shutdown(graceful)
+                            .await
+                    }
+                };
+                if let Err(e) = served {
                     tracing::error!(error = %e, "HTTP server failed");
                 }
             })
         };
-        let served = whistle_api::serve(self.listener, self.state, shutdown).await;
+        let tls = self.tls.as_ref().map(|t| &t.grpc);
+        let served = whistle_api::serve_with_tls(self.listener, self.state, tls, shutdown).await;
         let _ = stop.send(true);
         let _ = follower.await;
         let _ = http.await;
         if let Some(task) = scheduler {
             let _ = task.await;
         }
+        projector.shutdown().await;
         if let Some((relay, failures)) = relay {
             tracing::info!(lag = relay.lag(), "stopping the relay");
             relay.stop().await;

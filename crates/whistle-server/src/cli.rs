@@ -57,6 +57,15 @@ pub enum CaseCommand {
         /// normal, urgent or emergency.
         #[arg(long)]
         urgency: Option<String>,
+        /// The resident's name (stored apart from the case's events; erasable).
+        #[arg(long, requires = "contact_phone")]
+        contact_name: Option<String>,
+        /// The resident's phone.
+        #[arg(long, requires = "contact_name")]
+        contact_phone: Option<String>,
+        /// The exact address (room number …).
+        #[arg(long, requires = "contact_name")]
+        contact_address: Option<String>,
     },
     /// Show a case and its timeline.
     Show {
@@ -155,7 +164,7 @@ pub enum CaseCommand {
     },
 }
 
-/// `whistle admin …`: the SLA book and the roster of a running server.
+/// `whistle admin …`: the SLA book, the roster and the bearer tokens of a running server.
 #[derive(Debug, clap::Subcommand)]
 pub enum AdminCommand {
     /// Print the SLA book in force (TOML, every policy version).
@@ -164,6 +173,93 @@ pub enum AdminCommand {
     SlaPublish { file: PathBuf },
     /// Print the roster in force.
     RosterShow,
+    /// Issue a bearer token; it is printed once (whistle keeps only its SHA-256).
+    TokenIssue {
+        /// Principal id the token authenticates as.
+        #[arg(long)]
+        principal: String,
+        /// resident, grid_worker, handler, department, supervisor or admin.
+        #[arg(long)]
+        role: String,
+        /// The department a department account signs for.
+        #[arg(long)]
+        department: Option<String>,
+        /// Org node whose cases the principal sees and acts on (default: the district).
+        #[arg(long, conflicts_with = "grids")]
+        scope: Option<String>,
+        /// Grid workers: their grids, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        grids: Vec<String>,
+        /// Display name (default: the principal id).
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime: `30d`, `12h`, `90m`, `45s` or seconds (default: until revoked).
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<u64>,
+    },
+    /// Revoke an issued token by its id (see token-list).
+    TokenRevoke { token_id: String },
+    /// List issued tokens (never the tokens themselves).
+    TokenList {
+        /// Also revoked and expired tokens.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// `30d`, `12h`, `90m`, `45s` or plain seconds.
+fn parse_ttl(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?}: use e.g. 30d, 12h, 90m, 45s or seconds"))?;
+    let unit = match unit {
+        'd' => 86_400,
+        'h' => 3_600,
+        'm' => 60,
+        's' => 1,
+        other => return Err(format!("{s:?}: unknown unit {other:?} (d, h, m or s)")),
+    };
+    n.checked_mul(unit)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("{s:?}: must be positive and not absurdly long"))
+}
+
+fn print_token(t: &pb::TokenInfo) {
+    let scope = if !t.scope.is_empty() {
+        t.scope.clone()
+    } else if !t.grids.is_empty() {
+        format!("grids:{}", t.grids.join(","))
+    } else {
+        "district".into()
+    };
+    let state = if t.revoked {
+        format!("revoked {}", fmt_ts(t.revoked_at.as_ref()))
+    } else if t.active {
+        "active".into()
+    } else {
+        "expired".into()
+    };
+    println!(
+        "  {:<36} {:<16} {:<11} {:<10} {:<22} expires {:<17} {}",
+        t.token_id,
+        t.principal_id,
+        t.role,
+        if t.department.is_empty() {
+            "-"
+        } else {
+            &t.department
+        },
+        scope,
+        t.expires_at
+            .as_ref()
+            .map_or_else(|| "never".into(), |e| fmt_ts(Some(e))),
+        state
+    );
 }
 
 struct Client {
@@ -280,6 +376,68 @@ pub async fn run_admin(args: ClientArgs, cmd: AdminCommand) -> Result<()> {
                 );
             }
         }
+        AdminCommand::TokenIssue {
+            principal,
+            role,
+            department,
+            scope,
+            grids,
+            name,
+            ttl,
+        } => {
+            let r = admin
+                .issue_token(c.req(pb::IssueTokenRequest {
+                    principal_id: principal,
+                    role,
+                    department: department.unwrap_or_default(),
+                    scope: scope.unwrap_or_default(),
+                    grids,
+                    name: name.unwrap_or_default(),
+                    expires_at: None,
+                    ttl_seconds: ttl,
+                }))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let info = r.info.unwrap_or_default();
+            eprintln!(
+                "issued token {} for {} ({}), expires {} — shown once, keep it now:",
+                info.token_id,
+                info.principal_id,
+                info.role,
+                info.expires_at
+                    .as_ref()
+                    .map_or_else(|| "never".into(), |e| fmt_ts(Some(e)))
+            );
+            println!("{}", r.token);
+        }
+        AdminCommand::TokenRevoke { token_id } => {
+            let a = admin
+                .revoke_token(c.req(pb::RevokeTokenRequest { token_id }))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            for line in a.changes {
+                println!("{line} (admin tokens stream version {})", a.version);
+            }
+        }
+        AdminCommand::TokenList { all } => {
+            let l = admin
+                .list_tokens(c.req(pb::ListTokensRequest {
+                    include_inactive: all,
+                }))
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "issued tokens (admin tokens stream version {}): {}",
+                l.version,
+                l.tokens.len()
+            );
+            for t in &l.tokens {
+                print_token(t);
+            }
+        }
     }
     Ok(())
 }
@@ -349,6 +507,9 @@ pub async fn run(args: ClientArgs, cmd: CaseCommand) -> Result<()> {
             location,
             description,
             urgency,
+            contact_name,
+            contact_phone,
+            contact_address,
         } => {
             let urgency = match urgency.as_deref() {
                 None => pb::Urgency::Unspecified,
@@ -366,6 +527,11 @@ pub async fn run(args: ClientArgs, cmd: CaseCommand) -> Result<()> {
                     channel: pb::Channel::Unspecified.into(),
                     urgency: urgency.into(),
                     idempotency_key: c.key.clone(),
+                    contact: contact_name.map(|name| pb::ResidentContact {
+                        name,
+                        phone: contact_phone.unwrap_or_default(),
+                        address: contact_address.unwrap_or_default(),
+                    }),
                 }))
                 .await
                 .map_err(status_error)?

@@ -4,15 +4,18 @@
 //! district and demo principals, gRPC on 127.0.0.1:50051.
 
 use crate::demo;
+use crate::tls::TlsSettings;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use whistle_api::scheduler::SchedulerConfig;
-use whistle_api::{Principal, hash_token};
+use whistle_api::{Principal, RateLimits, hash_token};
 use whistle_bus::{RelayConfig, Retention, Storage, StreamSettings};
-use whistle_domain::{DepartmentId, District, DistrictSpec, PrincipalId, Role, SlaBook, SlaSpec};
+use whistle_domain::{
+    DepartmentId, District, DistrictSpec, GridId, OrgId, PrincipalId, Role, Scope, SlaBook, SlaSpec,
+};
 use whistle_store::StoreConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -44,6 +47,58 @@ pub struct FileConfig {
     /// NATS JetStream (the relay to departments); absent: embedded mode, no relay.
     #[serde(default)]
     pub nats: Option<NatsFileConfig>,
+    /// Per-principal rate limits; absent: 50 requests/s, bursts of 100.
+    #[serde(default)]
+    pub limits: Option<LimitsFileConfig>,
+    /// TLS for the gRPC and HTTP ports; absent: plain text.
+    #[serde(default)]
+    pub tls: Option<TlsFileConfig>,
+}
+
+/// The `[limits]` table of the config file: a token bucket per principal on each node.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFileConfig {
+    /// Sustained requests per second per principal [default: 50]; 0 makes `burst` a
+    /// budget that never refills (tests).
+    pub requests_per_second: Option<f64>,
+    /// Requests a principal may make at once [default: 100].
+    pub burst: Option<u32>,
+}
+
+/// The rate limits of `[limits]`, defaults filled in.
+pub fn limits_settings(file: Option<&LimitsFileConfig>) -> Result<RateLimits> {
+    let mut limits = RateLimits::default();
+    let Some(file) = file else {
+        return Ok(limits);
+    };
+    if let Some(r) = file.requests_per_second {
+        if !r.is_finite() || r < 0.0 {
+            bail!("[limits] requests_per_second must be a number >= 0, got {r}");
+        }
+        limits.per_second = r;
+    }
+    if let Some(b) = file.burst {
+        if b == 0 {
+            bail!("[limits] burst must be at least 1");
+        }
+        limits.burst = b;
+    }
+    Ok(limits)
+}
+
+/// The `[tls]` table of the config file: PEM files. With `cert` and `key` both ports
+/// serve TLS only; with `client_ca` too, clients may present a certificate signed by it
+/// and department accounts must present one naming their department.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFileConfig {
+    /// The server's certificate chain.
+    pub cert: Option<PathBuf>,
+    /// The server's private key.
+    pub key: Option<PathBuf>,
+    /// CA of client certificates (mutual TLS for department integrations).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The `[nats]` table of the config file.
@@ -76,6 +131,13 @@ pub struct PrincipalConfig {
     pub department: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
+    /// Grid workers, handlers, supervisors: the org node (street, community, compound,
+    /// building, unit) whose cases they see and act on. Absent: the whole district.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Grid workers: their grids (instead of `scope`).
+    #[serde(default)]
+    pub grids: Vec<String>,
     pub token_sha256: String,
 }
 
@@ -108,6 +170,16 @@ pub struct ServeArgs {
     /// relay is off and departments use gRPC `WatchAssignments` (embedded mode).
     #[arg(long, env = "WHISTLE_NATS_URL")]
     pub nats_url: Option<String>,
+    /// PEM certificate chain: both ports serve TLS only (with --tls-key).
+    #[arg(long, env = "WHISTLE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "WHISTLE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA of client certificates: department accounts must present one naming their
+    /// department.
+    #[arg(long, env = "WHISTLE_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// Fully resolved settings.
@@ -125,6 +197,10 @@ pub struct Settings {
     pub demo_tokens: Option<DemoLogins>,
     /// The relay to NATS JetStream; `None` in embedded mode.
     pub nats: Option<RelayConfig>,
+    /// Per-principal rate limits (`[limits]`).
+    pub limits: RateLimits,
+    /// TLS (and mutual TLS) for both ports; `None`: plain text.
+    pub tls: Option<TlsSettings>,
 }
 
 /// The demo principals' tokens, shown at start.
@@ -232,6 +308,20 @@ fn principal(p: &PrincipalConfig) -> Result<(String, Principal)> {
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("principal {}: token_sha256 must be 64 hex characters", p.id);
     }
+    let scope = match (&p.scope, p.grids.is_empty()) {
+        (Some(_), false) => bail!("principal {}: give `scope` or `grids`, not both", p.id),
+        (Some(org), true) => Scope::Org(OrgId::new(org)),
+        (None, false) => Scope::Grids(p.grids.iter().map(GridId::new).collect()),
+        (None, true) => Scope::District,
+    };
+    if scope != Scope::District
+        && !matches!(role, Role::GridWorker | Role::Handler | Role::Supervisor)
+    {
+        bail!(
+            "principal {}: only grid workers, handlers and supervisors have a scope",
+            p.id
+        );
+    }
     Ok((
         hash,
         Principal {
@@ -239,6 +329,7 @@ fn principal(p: &PrincipalConfig) -> Result<(String, Principal)> {
             role,
             department: p.department.clone().map(DepartmentId),
             name: p.name.clone().unwrap_or_else(|| p.id.clone()),
+            scope,
         },
     ))
 }
@@ -314,6 +405,8 @@ impl Settings {
                     role: p.role.clone(),
                     department: p.department.clone(),
                     name: Some(p.name.clone()),
+                    scope: p.scope.clone(),
+                    grids: p.grids.clone(),
                     token_sha256: hash_token(token),
                 })?);
                 shown.push(DemoLogin {
@@ -344,8 +437,30 @@ impl Settings {
             {
                 bail!("principal {}: unknown department {d}", p.id);
             }
+            match &p.scope {
+                Scope::District => {}
+                Scope::Org(o) if district.org.get(o).is_none() => {
+                    bail!(
+                        "principal {}: scope {o} is not an org node of the district",
+                        p.id
+                    )
+                }
+                Scope::Org(_) => {}
+                Scope::Grids(gs) => {
+                    if let Some(g) = gs.iter().find(|g| district.org.grid(g).is_none()) {
+                        bail!("principal {}: unknown grid {g}", p.id);
+                    }
+                }
+            }
         }
         let nats = nats_settings(args, file.nats.as_ref(), &district.id)?;
+        let limits = limits_settings(file.limits.as_ref())?;
+        let tls_file = file.tls.clone().unwrap_or_default();
+        let tls = crate::tls::load_paths(
+            args.tls_cert.clone().or(tls_file.cert),
+            args.tls_key.clone().or(tls_file.key),
+            args.tls_client_ca.clone().or(tls_file.client_ca),
+        )?;
         Ok(Settings {
             data_dir,
             store,
@@ -357,6 +472,43 @@ impl Settings {
             principals,
             demo_tokens,
             nats,
+            limits,
+            tls,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_default_and_refuse_nonsense() {
+        assert_eq!(
+            limits_settings(None).expect("default"),
+            RateLimits::default()
+        );
+        let file: FileConfig =
+            toml::from_str("[limits]\nrequests_per_second = 0\nburst = 5\n").expect("toml");
+        let limits = limits_settings(file.limits.as_ref()).expect("fixed budget");
+        assert_eq!((limits.per_second, limits.burst), (0.0, 5));
+        let partial = LimitsFileConfig {
+            requests_per_second: Some(10.0),
+            burst: None,
+        };
+        assert_eq!(limits_settings(Some(&partial)).expect("partial").burst, 100);
+        for bad in [
+            LimitsFileConfig {
+                requests_per_second: Some(-1.0),
+                burst: None,
+            },
+            LimitsFileConfig {
+                requests_per_second: None,
+                burst: Some(0),
+            },
+        ] {
+            assert!(limits_settings(Some(&bad)).is_err(), "{bad:?}");
+        }
+        assert!(toml::from_str::<FileConfig>("[limits]\nrps = 1\n").is_err());
     }
 }

@@ -1,6 +1,13 @@
 //! The bundled demo district and its principals, so `whistle serve` with no flags shows a
 //! working system. Demo tokens are random per data directory, shown once at first start
 //! and kept (mode 0600) in `<data-dir>/demo-tokens.toml` for the CLI's `--as ID`.
+//!
+//! `whistle demo` lives below: [`world`] (who reports what, where, when, and how people
+//! behave), [`sim`] (the simulator acting over gRPC) and [`command`] (the subcommand).
+
+pub mod command;
+pub mod sim;
+pub mod world;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -18,6 +25,10 @@ pub struct DemoPrincipal {
     #[serde(default)]
     pub department: Option<String>,
     pub name: String,
+    #[serde(default)]
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub grids: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

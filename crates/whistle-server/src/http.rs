@@ -1,17 +1,23 @@
 //! The HTTP side of `whistle serve`: `/healthz` (the process is alive), `/readyz` (it can
-//! serve: migrations ran and the database answers) and `/metrics` (Prometheus text).
+//! serve: migrations ran and the database answers), `/metrics` (Prometheus text) and
+//! `/api/dashboard` (the web dashboard's JSON, bearer token of a supervisor or admin).
 //! Counters and histograms are recorded where things happen (RPCs, appends, refusals,
 //! deadline fires); gauges that describe state (log head, pending deadlines, relay
 //! progress, store batches) are read when scraped.
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+use whistle_api::ApiError;
 use whistle_api::AppState;
 use whistle_bus::RelayStatus;
+use whistle_projections::ProjectorStatus;
 use whistle_store::EventStore;
 
 /// The process-wide Prometheus recorder (the `metrics` facade has one global recorder;
@@ -42,6 +48,8 @@ pub fn prometheus() -> PrometheusHandle {
 pub struct Http {
     pub state: AppState,
     pub relay: Option<RelayStatus>,
+    /// The SLA projector's progress (lag on /metrics).
+    pub projector: ProjectorStatus,
     pub prometheus: PrometheusHandle,
 }
 
@@ -50,6 +58,8 @@ pub fn router(http: Http) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/api/dashboard", get(dashboard_json))
+        .merge(crate::web::routes())
         .with_state(http)
 }
 
@@ -89,5 +99,119 @@ async fn metrics_text(State(h): State<Http>) -> String {
         metrics::counter!("whistle_relay_duplicates_total").absolute(r.duplicates());
         metrics::counter!("whistle_relay_failures_total").absolute(r.failures());
     }
+    metrics::gauge!("whistle_projection_lag_events", "projection" => "sla")
+        .set(h.projector.lag() as f64);
+    match store.open_cases_by_level().await {
+        Ok(levels) => {
+            for level in whistle_domain::Level::ALL {
+                let n = levels
+                    .iter()
+                    .find(|(l, _)| l == level.as_str())
+                    .map_or(0, |(_, n)| *n);
+                metrics::gauge!("whistle_open_cases", "level" => level.as_str()).set(n as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count open cases"),
+    }
     h.prometheus.render()
+}
+
+/// Query of `/api/dashboard`: `window=1h|24h|7d|30d` (default 24h; it ends at the end of
+/// the current hour, so trend buckets are whole clock hours) or `from`/`to` in RFC 3339.
+#[derive(Debug, serde::Deserialize)]
+pub struct DashboardQuery {
+    window: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn json_error(status: StatusCode, field: Option<&str>, message: String) -> Response {
+    let body = serde_json::json!({ "error": message, "field": field });
+    (status, axum::Json(body)).into_response()
+}
+
+fn api_error(e: ApiError) -> Response {
+    let status = tonic::Status::from(e);
+    let code = match status.code() {
+        tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
+        tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+        tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let field = status
+        .metadata()
+        .get("whistle-field")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    json_error(code, field.as_deref(), status.message().to_string())
+}
+
+fn parse_time(field: &'static str, s: &str) -> Result<OffsetDateTime, ApiError> {
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|_| ApiError::bad(field, "not an RFC 3339 time"))
+}
+
+fn window_of(
+    q: &DashboardQuery,
+    now: OffsetDateTime,
+) -> Result<(OffsetDateTime, OffsetDateTime), ApiError> {
+    match (&q.from, &q.to) {
+        (Some(from), Some(to)) => Ok((parse_time("from", from)?, parse_time("to", to)?)),
+        (None, None) => {
+            let span = match q.window.as_deref().unwrap_or("24h") {
+                "1h" => Duration::hours(1),
+                "24h" => Duration::hours(24),
+                "7d" => Duration::days(7),
+                "30d" => Duration::days(30),
+                _ => return Err(ApiError::bad("window", "one of 1h, 24h, 7d, 30d")),
+            };
+            let hour = now
+                .replace_minute(0)
+                .and_then(|t| t.replace_second(0))
+                .and_then(|t| t.replace_nanosecond(0))
+                .unwrap_or(now);
+            let end = hour + Duration::hours(1);
+            Ok((end - span, end))
+        }
+        (None, Some(_)) => Err(ApiError::bad("from", "required with to")),
+        (Some(_), None) => Err(ApiError::bad("to", "required with from")),
+    }
+}
+
+async fn dashboard_json(
+    State(h): State<Http>,
+    headers: HeaderMap,
+    Query(q): Query<DashboardQuery>,
+) -> Response {
+    let metadata = tonic::metadata::MetadataMap::from_headers(headers);
+    let actor = match h.state.auth.authenticate(&metadata, "Dashboard") {
+        Ok(a) => a,
+        Err(status) => {
+            let code = match status.code() {
+                tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            return json_error(code, None, status.message().to_string());
+        }
+    };
+    if let Err(e) = whistle_api::dashboard::authorize(&actor, "Dashboard") {
+        return api_error(e);
+    }
+    let now = h.state.clock.now();
+    let result = async {
+        let (from, to) = window_of(&q, now)?;
+        whistle_api::dashboard::overview(&h.state, &actor, from, to).await
+    }
+    .await;
+    match result {
+        Ok(o) => {
+            let mut resp = axum::Json(o).into_response();
+            resp.headers_mut().insert(
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            );
+            resp
+        }
+        Err(e) => api_error(e),
+    }
 }

@@ -8,4 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod rebuild;
 pub mod replay;
+pub mod tls;
+pub mod web;

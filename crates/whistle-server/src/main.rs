@@ -1,6 +1,6 @@
 //! `whistle`: with no arguments, `serve` in the embedded default (SQLite file, demo
-//! district). Subcommands: `serve`, `migrate`, `district` (print ids to use) and `case …`
-//! (a gRPC client for people).
+//! district). Subcommands: `serve`, `migrate`, `district` (print ids to use), `case …`
+//! (a gRPC client for people) and `demo` (a simulated day on an accelerated clock).
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -28,7 +28,7 @@ enum Cmd {
     Migrate(ServeArgs),
     /// Print the district's categories and example locations, for reporting.
     District(ServeArgs),
-    /// Administer a running server: the SLA book and the roster.
+    /// Administer a running server: the SLA book, the roster and bearer tokens.
     Admin {
         #[command(flatten)]
         client: ClientArgs,
@@ -53,6 +53,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild read models from zero by replaying the log (safe while servers run).
+    Rebuild {
+        #[command(flatten)]
+        store: ServeArgs,
+        /// Only this read model: `case_views` or `sla` (default: all).
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// A simulated day: the embedded server on an accelerated clock, with grid workers,
+    /// handlers, departments and residents acting on it over gRPC. Ctrl-C stops it.
+    Demo(whistle_server::demo::command::DemoArgs),
     /// Act on cases through a running server's gRPC API.
     Case {
         #[command(flatten)]
@@ -73,13 +84,19 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<()> {
+    let cli = Cli::parse();
+    // The demo's terminal shows its own progress lines; every committed command at INFO
+    // would drown them (RUST_LOG still overrides).
+    let default_filter = match cli.command {
+        Some(Cmd::Demo(_)) => "warn",
+        _ => "info,sqlx=warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -102,6 +119,11 @@ fn run() -> Result<()> {
                 print_district(&settings.district);
                 Ok(())
             }
+            Cmd::Rebuild { store, projection } => {
+                let settings = Settings::resolve(&store)?;
+                whistle_server::rebuild::run(&settings, projection.as_deref()).await
+            }
+            Cmd::Demo(args) => whistle_server::demo::command::run(args, shutdown_signal()).await,
             Cmd::Case { client, command } => cli::run(client, command).await,
             Cmd::Admin { client, command } => cli::run_admin(client, command).await,
             Cmd::Replay {

@@ -29,11 +29,13 @@ mod checkpoint;
 mod config;
 mod deadline;
 mod error;
+mod personal;
 mod plan;
 mod postgres;
 mod sqlite;
 mod store;
 mod types;
+mod views;
 mod writer;
 
 #[cfg(feature = "testing")]
@@ -42,12 +44,16 @@ pub mod testing;
 pub use checkpoint::{Checkpoint, Singleton, singleton_key};
 pub use config::{GroupCommitConfig, StoreConfig};
 pub use error::StoreError;
+pub use personal::{PersonalData, PersonalOp};
 pub use postgres::{APPEND_LOCK_KEY, COMMIT_CHANNEL, PgStore};
 pub use sqlite::SqliteStore;
 pub use store::Store;
 pub use types::{
     AppendOutcome, AppendRequest, Appended, DeadlineChange, DueDeadline, ExpectedVersion,
     IdempotencyKey, IdempotentRecord, NewEvent, RecordedEvent, StoreStats, StreamId,
+};
+pub use views::{
+    CaseFilter, CaseSlaRows, CaseViewRow, ClockRow, HoldRow, ListCursor, ReadModel, SlaFacts,
 };
 
 /// An event store.

@@ -253,9 +253,34 @@ pub(crate) struct Plan<'a> {
     keys: Vec<(&'a IdempotencyKey, Range<'a>)>,
     /// Deadline changes of the accepted requests, in batch order.
     pub deadlines: Vec<(&'a str, &'a crate::DeadlineChange)>,
+    /// Views of the accepted requests with the id of the request's last event (whose
+    /// position the view records), in batch order.
+    pub views: Vec<(&'a crate::views::CaseViewRow, Uuid)>,
+    /// Personal-data changes of the accepted requests, in batch order.
+    pub personal: Vec<&'a crate::personal::PersonalOp>,
 }
 
 impl Plan<'_> {
+    /// The views to write, newest per case, with the positions the insert assigned.
+    pub(crate) fn positioned_views(
+        &self,
+        inserted: &HashMap<Uuid, Inserted>,
+    ) -> Vec<crate::views::CaseViewRow> {
+        let owned: Vec<crate::views::CaseViewRow> = self
+            .views
+            .iter()
+            .map(|(v, last)| {
+                let mut v = (*v).clone();
+                v.position = inserted.get(last).map_or(v.position, |i| i.position);
+                v
+            })
+            .collect();
+        crate::views::newest_views(&owned)
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
     /// The net deadline changes of the batch: for each (stream, key) the last change.
     pub(crate) fn net_deadlines(&self) -> Vec<(&str, &str, Option<OffsetDateTime>)> {
         let mut last: HashMap<(&str, &str), Option<OffsetDateTime>> = HashMap::new();
@@ -382,12 +407,16 @@ pub(crate) fn plan<'a>(units: &'a [Vec<AppendRequest>], snap: &Snapshot) -> Plan
         rows: Vec::new(),
         keys: Vec::new(),
         deadlines: Vec::new(),
+        views: Vec::new(),
+        personal: Vec::new(),
     };
     for unit in units {
         let mut written = Written::default();
         let mut rows = Vec::new();
         let mut keys = Vec::new();
         let mut deadlines = Vec::new();
+        let mut views = Vec::new();
+        let mut personal = Vec::new();
         let mut planned = Vec::with_capacity(unit.len());
         let mut failed = None;
         for req in unit {
@@ -419,6 +448,10 @@ pub(crate) fn plan<'a>(units: &'a [Vec<AppendRequest>], snap: &Snapshot) -> Plan
                     }
                     rows.extend(req_rows);
                     deadlines.extend(req.deadlines.iter().map(|d| (req.stream.as_str(), d)));
+                    personal.extend(req.personal.iter());
+                    if let (Some(view), Some(last)) = (&req.view, req.events.last()) {
+                        views.push((view, last.event_id));
+                    }
                     planned.push(Planned::Pending {
                         range,
                         duplicate: false,
@@ -437,6 +470,8 @@ pub(crate) fn plan<'a>(units: &'a [Vec<AppendRequest>], snap: &Snapshot) -> Plan
                 out.rows.extend(rows);
                 out.keys.extend(keys);
                 out.deadlines.extend(deadlines);
+                out.views.extend(views);
+                out.personal.extend(personal);
                 out.units.push(Ok(planned));
             }
         }
@@ -626,6 +661,8 @@ mod tests {
             events: (0..n).map(|_| ev()).collect(),
             idempotency: None,
             deadlines: Vec::new(),
+            view: None,
+            personal: Vec::new(),
         }
     }
 

@@ -313,7 +313,7 @@ struct PgCommitter {
 }
 
 /// Where a batch transaction failed: only failures before COMMIT may be retried.
-enum TxError {
+pub(crate) enum TxError {
     Sql { err: sqlx::Error, at_commit: bool },
     Store(StoreError),
 }
@@ -449,6 +449,9 @@ async fn batch_transaction(
     }
     let events = plan.rows.len() as u64;
     apply_deadlines(&mut tx, &plan.net_deadlines()).await?;
+    let views = plan.positioned_views(&inserted);
+    crate::views::pg_upsert_views(&mut tx, &views.iter().collect::<Vec<_>>()).await?;
+    crate::personal::pg_apply(&mut tx, &plan.personal).await?;
     let resolved = plan.resolve(&inserted)?;
 
     if !resolved.keys.is_empty() {

@@ -351,6 +351,9 @@ async fn batch_transaction(
             }
         }
     }
+    let views = plan.positioned_views(&inserted);
+    crate::views::lite_upsert_views(&mut tx, &views.iter().collect::<Vec<_>>()).await?;
+    crate::personal::lite_apply(&mut tx, &plan.personal, recorded_us).await?;
     let resolved = plan.resolve(&inserted)?;
 
     for k in &resolved.keys {

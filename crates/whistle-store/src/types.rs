@@ -123,6 +123,12 @@ pub struct AppendRequest {
     /// events (only if the request is appended, not for duplicates or conflicts); for
     /// one key the last change wins.
     pub deadlines: Vec<DeadlineChange>,
+    /// The case's read-model row after these events (whistle-projections computes it),
+    /// written in the same transaction, only if the request is appended; the store fills
+    /// in its `position`. `None` for streams without a view (admin streams).
+    pub view: Option<crate::views::CaseViewRow>,
+    /// Personal-data records to store or erase with these events (only if appended).
+    pub personal: Vec<crate::personal::PersonalOp>,
 }
 
 /// Set or clear one deadline row of a stream.

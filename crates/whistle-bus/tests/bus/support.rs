@@ -85,6 +85,8 @@ impl Cases {
                 events: new,
                 idempotency: None,
                 deadlines: Vec::new(),
+                view: None,
+                personal: Vec::new(),
             }])
             .await
             .expect("append");
@@ -103,6 +105,7 @@ impl Cases {
                 description: "a problem".into(),
                 channel: Channel::GridWorker,
                 urgency: None,
+                contact: None,
             },
         )
         .await;

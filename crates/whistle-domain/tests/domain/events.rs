@@ -24,6 +24,7 @@ fn samples() -> Vec<EventBody> {
             description: "电梯困人 \"quoted\" \\ and\nnewline".into(),
             level: Level::Escalated,
             fast_channel: true,
+            contact: None,
         },
         EventBody::CaseAssigned {
             level: Level::Neighbour,
@@ -110,6 +111,7 @@ fn samples() -> Vec<EventBody> {
             description: "x".into(),
             level: Level::Neighbour,
             fast_channel: false,
+            contact: None,
         },
         EventBody::MilestoneStarted {
             key: "respond@neighbour#1".into(),
@@ -153,6 +155,10 @@ fn samples() -> Vec<EventBody> {
             event_id: "01950000-0000-7000-8000-0000000000aa".into(),
             deliveries: 5,
         },
+        EventBody::ContactErased {
+            contact: whistle_domain::ContactId(uuid::Uuid::from_u128(0xc0)),
+            reason: "the resident asked".into(),
+        },
     ]
 }
 
@@ -183,9 +189,10 @@ fn variant(b: &EventBody) -> usize {
         EventBody::DeadlineShifted { .. } => 22,
         EventBody::CaseTakenOver { .. } => 23,
         EventBody::DeliveryFailed { .. } => 24,
+        EventBody::ContactErased { .. } => 25,
     }
 }
-const VARIANTS: usize = 25;
+const VARIANTS: usize = 26;
 
 #[test]
 fn every_event_body_round_trips_and_is_tagged_with_its_type() {

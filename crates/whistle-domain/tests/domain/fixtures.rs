@@ -253,6 +253,7 @@ pub fn report_with(
         description: description.into(),
         channel: Channel::ResidentApp,
         urgency,
+        contact: None,
     }
 }
 
@@ -362,7 +363,41 @@ pub fn every_command() -> Vec<(Command, Actor)> {
         (Command::Resume, supervisor()),
         (withdraw(), reporter()),
         (reject(), supervisor()),
+        (erase(), admin()),
     ]
+}
+
+pub fn erase() -> Command {
+    Command::EraseContact {
+        reason: "the resident asked".into(),
+    }
+}
+
+/// A case reported with the resident's contact details (held apart, by reference).
+pub fn with_contact() -> Sim {
+    let mut s = Sim::new();
+    let cmd = match report_cmd(category_at(Level::Neighbour), "cp1-b1-u1", None) {
+        Command::Report {
+            case_id,
+            category,
+            location,
+            description,
+            channel,
+            urgency,
+            ..
+        } => Command::Report {
+            case_id,
+            category,
+            location,
+            description,
+            channel,
+            urgency,
+            contact: Some(whistle_domain::ContactId(uuid::Uuid::from_u128(0xc0))),
+        },
+        other => other,
+    };
+    s.ok(&reporter(), cmd);
+    s
 }
 
 // ---------------------------------------------------------------------------------------

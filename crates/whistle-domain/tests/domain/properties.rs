@@ -129,6 +129,7 @@ fn report() -> impl Strategy<Value = Command> {
                 description,
                 channel,
                 urgency,
+                contact: None,
             },
         )
 }
@@ -607,9 +608,9 @@ proptest! {
     ) {
         let t = run(&opening, &spec);
         let district = district();
-        let weird = Actor { principal: whistle_domain::PrincipalId::new(principal.clone()), role: whistle_domain::Role::Handler, department: Some(whistle_domain::DepartmentId::new(principal.clone())) };
+        let weird = Actor { principal: whistle_domain::PrincipalId::new(principal.clone()), role: whistle_domain::Role::Handler, department: Some(whistle_domain::DepartmentId::new(principal.clone())), scope: Default::default() };
         let cmds = vec![
-            Command::Report { case_id: case_id(9), category: CategoryCode::new(category), location: OrgId::new(location), description: description.clone(), channel: Channel::Hotline, urgency: Some(Urgency::Emergency) },
+            Command::Report { case_id: case_id(9), category: CategoryCode::new(category), location: OrgId::new(location), description: description.clone(), channel: Channel::Hotline, urgency: Some(Urgency::Emergency), contact: None },
             Command::Confirm { satisfaction, comment: description.clone() },
             Command::AddNote { text: description, evidence: vec![Evidence { url, sha256: sha }] },
             Command::Assign { handler: Handler::Principal(whistle_domain::PrincipalId::new(principal.clone())) },

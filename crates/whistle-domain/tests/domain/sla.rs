@@ -877,3 +877,33 @@ fn resolving_without_an_on_site_report_ends_the_on_site_clock() {
         "a resolved case breaches nothing later"
     );
 }
+
+/// Regression, found while fuzzing `request_decoding` (fuzz/): the minimised TOML of a
+/// `PublishSla` request whose milestone target (99999999999 s, ~3000 years) was accepted,
+/// after which every report under it panicked computing its deadline. Now the book is
+/// refused, and the longest target allowed still computes.
+#[test]
+fn a_milestone_target_beyond_3660_days_is_refused_and_the_longest_allowed_computes() {
+    const MINIMISED: &str = "[[policies]]\nname=\"83012-routine\"\nversion=2\n\
+        [[policies.milestones]]\nname=\"e\"\nscope=\"rung\"\nstarts_on=\"rung_entered\"\n\
+        stops_on=[\"\"]\ntarget_seconds=99999999999\non_breach=\"escalate\"\n";
+    let update: SlaSpec = toml::from_str(MINIMISED).expect("the fuzz input parses");
+    let err = whistle_domain::admin::publish_sla(&book(PRESET_83012), update)
+        .expect_err("a ~3000-year target is refused");
+    assert!(
+        err.to_string().contains("at most 316224000 seconds"),
+        "{err}"
+    );
+
+    let longest = PRESET_83012.replacen(
+        "target_seconds = 480",
+        &format!(
+            "target_seconds = {}",
+            whistle_domain::sla::MAX_TARGET_SECONDS
+        ),
+        1,
+    );
+    let mut run = Run::new(district(), book(&longest));
+    report(&mut run, NINE, NOISE, "cp1-b1-u1");
+    assert_eq!(run.clock("respond").deadline, NINE + Duration::days(3660));
+}

@@ -128,15 +128,15 @@ fn table() -> Vec<Row> {
         row("ack: while paused", paused_acked_h1, h1(), Command::Acknowledge, Transition),
         row("ack: unassigned while paused", paused_unassigned, h1(), Command::Acknowledge, Transition),
         row("ack: resolved", resolved_h1, h1(), Command::Acknowledge, Transition),
-        row("ack: department below ESCALATED", unassigned, fire(), Command::Acknowledge, Forbidden),
-        row("ack: department below ESCALATED, assigned", Sim::at_branch, fire(), Command::Acknowledge, Forbidden),
+        row("ack: department below ESCALATED", unassigned, fire(), Command::Acknowledge, NotFound),
+        row("ack: department below ESCALATED, assigned", Sim::at_branch, fire(), Command::Acknowledge, NotFound),
         row("ack: handler at ESCALATED", esc_unassigned, h1(), Command::Acknowledge, Forbidden),
         row("ack: department claims at ESCALATED", esc_unassigned, gas(), Command::Acknowledge, ok(&["CaseAcknowledged"]))
             .then(|c| assert_eq!(c.status, Status::Open(Stage::Acknowledged(hd(DEPT_GAS))))),
         row("ack: department without a department", esc_unassigned, stray_dept(), Command::Acknowledge, Forbidden),
         row("ack: another account of the assigned department", esc_assigned_fire, fire2(), Command::Acknowledge, ok(&["CaseAcknowledged"]))
             .then(|c| assert_eq!(c.handler(), Some(&hd(DEPT_FIRE)))),
-        row("ack: department it is not dispatched to", esc_assigned_fire, gas(), Command::Acknowledge, Forbidden),
+        row("ack: department it is not dispatched to", esc_assigned_fire, gas(), Command::Acknowledge, NotFound),
         row("ack: declined department reclaims", esc_declined_fire, fire(), Command::Acknowledge, Forbidden),
         row("ack: declined department reclaims via another account", esc_declined_fire, fire2(), Command::Acknowledge, Forbidden),
         row("ack: another department after a decline", esc_declined_fire, chengguan(), Command::Acknowledge, ok(&["CaseAcknowledged"])),
@@ -161,7 +161,7 @@ fn table() -> Vec<Row> {
         row("on site: resolved", resolved_h1, h1(), Command::ArriveOnSite, Transition),
         row("on site: department account of the holder", esc_acked_fire, fire2(), Command::ArriveOnSite, ok(&["ArrivedOnSite"]))
             .then(|c| assert_eq!(c.status, Status::Open(Stage::OnSite(hd(DEPT_FIRE))))),
-        row("on site: other department", esc_acked_fire, gas(), Command::ArriveOnSite, Forbidden),
+        row("on site: other department", esc_acked_fire, gas(), Command::ArriveOnSite, NotFound),
         row("on site: district officer", esc_acked_officer, officer(), Command::ArriveOnSite, ok(&["ArrivedOnSite"])),
 
         // ---- AddNote ---------------------------------------------------------------
@@ -197,7 +197,7 @@ fn table() -> Vec<Row> {
             Invalid("evidence")),
         row("resolve: department account", esc_on_site_fire, fire2(), resolve(), ok(&["CaseResolved"]))
             .then(|c| assert_eq!(c.status, Status::Resolved { by: hd(DEPT_FIRE) })),
-        row("resolve: other department", esc_acked_fire, gas(), resolve(), Forbidden),
+        row("resolve: other department", esc_acked_fire, gas(), resolve(), NotFound),
         row("resolve: handler at ESCALATED", esc_acked_fire, h1(), resolve(), Forbidden),
         row("resolve: district officer", esc_acked_officer, officer(), resolve(), ok(&["CaseResolved"])),
 
@@ -212,7 +212,7 @@ fn table() -> Vec<Row> {
         row("confirm: satisfaction 0", resolved_h1, reporter(), confirm(0), Invalid("satisfaction")),
         row("confirm: satisfaction 6", resolved_h1, reporter(), confirm(6), Invalid("satisfaction")),
         row("confirm: satisfaction 255", resolved_h1, reporter(), confirm(255), Invalid("satisfaction")),
-        row("confirm: resident who is not the reporter", resolved_h1, other_resident(), confirm(5), Forbidden),
+        row("confirm: resident who is not the reporter", resolved_h1, other_resident(), confirm(5), NotFound),
         row("confirm: grid worker", resolved_h1, grid_worker(), confirm(3), ok(&["ResolutionConfirmed"])),
         row("confirm: control characters in comment", resolved_h1, reporter(),
             Command::Confirm { satisfaction: 5, comment: "ok\u{7}".into() }, Invalid("comment")),
@@ -241,7 +241,7 @@ fn table() -> Vec<Row> {
         row("reopen: withdrawn", closed_withdrawn, supervisor(), reopen(), ok(&["CaseReopened"])),
         row("reopen: rejected", closed_rejected, reporter(), reopen(), ok(&["CaseReopened"])),
         row("reopen: merged", closed_merged, supervisor(), reopen(), Transition),
-        row("reopen: resident who is not the reporter", closed_confirmed, other_resident(), reopen(), Forbidden),
+        row("reopen: resident who is not the reporter", closed_confirmed, other_resident(), reopen(), NotFound),
         row("reopen: grid worker", closed_confirmed, grid_worker(), reopen(), ok(&["CaseReopened"])),
         row("reopen: empty reason", closed_confirmed, reporter(), Command::Reopen { reason: "  ".into() }, Invalid("reason")),
 
@@ -299,7 +299,7 @@ fn table() -> Vec<Row> {
         row("transfer: department to department", esc_acked_fire, fire(), transfer(hd(DEPT_GAS)), ok(&["CaseTransferred"]))
             .then(|c| assert_eq!(c.status, Status::Open(Stage::Assigned(hd(DEPT_GAS))))),
         row("transfer: to an unknown department", esc_acked_fire, fire(), transfer(hd("police")), Invalid("to")),
-        row("transfer: by a department not holding it", esc_acked_fire, gas(), transfer(hd(DEPT_GAS)), Forbidden),
+        row("transfer: by a department not holding it", esc_acked_fire, gas(), transfer(hd(DEPT_GAS)), NotFound),
 
         // ---- DeclineCase -----------------------------------------------------------
         row("decline: dispatched department", esc_assigned_fire, fire(), decline(), ok(&["CaseDeclined"]))
@@ -311,10 +311,10 @@ fn table() -> Vec<Row> {
         row("decline: after signing", esc_acked_fire, fire(), decline(), Transition),
         row("decline: after signing, another account", esc_acked_fire, fire2(), decline(), Transition),
         row("decline: on site", esc_on_site_fire, fire(), decline(), Transition),
-        row("decline: by another department", esc_assigned_fire, gas(), decline(), Forbidden),
+        row("decline: by another department", esc_assigned_fire, gas(), decline(), NotFound),
         row("decline: not dispatched to anyone", esc_unassigned, fire(), decline(), Forbidden),
-        row("decline: department without a department", esc_assigned_fire, stray_dept(), decline(), Forbidden),
-        row("decline: below ESCALATED", unassigned, fire(), decline(), Forbidden),
+        row("decline: department without a department", esc_assigned_fire, stray_dept(), decline(), NotFound),
+        row("decline: below ESCALATED", unassigned, fire(), decline(), NotFound),
         row("decline: resolved", esc_resolved_fire, fire(), decline(), Transition),
         row("decline: empty reason", esc_assigned_fire, fire(), Command::Decline { reason: "".into() }, Invalid("reason")),
         row("decline: twice after re-dispatch",
@@ -356,7 +356,7 @@ fn table() -> Vec<Row> {
         // ---- WithdrawCase ----------------------------------------------------------
         row("withdraw: reporter", unassigned, reporter(), withdraw(), ok(&["CaseWithdrawn"]))
             .then(|c| assert_eq!(c.status, Status::Closed(Closure::Withdrawn))),
-        row("withdraw: resident who is not the reporter", unassigned, other_resident(), withdraw(), Forbidden),
+        row("withdraw: resident who is not the reporter", unassigned, other_resident(), withdraw(), NotFound),
         row("withdraw: grid worker", acked_h1, grid_worker(), withdraw(), ok(&["CaseWithdrawn"])),
         row("withdraw: resolved", resolved_h1, reporter(), withdraw(), ok(&["CaseWithdrawn"])),
         row("withdraw: while paused", paused_acked_h1, reporter(), withdraw(), ok(&["CaseWithdrawn"]))
@@ -374,15 +374,31 @@ fn table() -> Vec<Row> {
         row("reject: holding department (not a department's call)", esc_acked_fire, fire(), reject(), Forbidden),
         row("reject: supervisor at ESCALATED", esc_acked_fire, supervisor(), reject(), ok(&["CaseRejected"])),
         row("reject: empty reason", unassigned, supervisor(), Command::Reject { reason: "".into() }, Invalid("reason")),
+
+        // ---- EraseContact ----------------------------------------------------------
+        row("erase: admin, contact on file", with_contact, admin(), erase(), ok(&["ContactErased"]))
+            .then(|c| {
+                assert_eq!(c.contact, None);
+                assert!(c.contact_erased);
+            }),
+        row("erase: twice", || { let mut s = with_contact(); s.ok(&admin(), erase()); s }, admin(), erase(), Transition),
+        row("erase: no contact on file", unassigned, admin(), erase(), Transition),
+        row("erase: closed case", || { let mut s = with_contact(); s.ok(&reporter(), withdraw()); s }, admin(), erase(), ok(&["ContactErased"])),
+        row("erase: not an admin", with_contact, supervisor(), erase(), Forbidden),
+        row("erase: empty reason", with_contact, admin(), Command::EraseContact { reason: " ".into() }, Invalid("reason")),
     ];
 
-    // Every command but reopen on a closed case, for each closure kind.
+    // Every command but reopen on a closed case, for each closure kind. (Actors who cannot
+    // see a case — a resident who did not report it, a department it was never dispatched
+    // to — get NotFound before any rule: whistle_domain::scope.)
     for (kind, setup) in CLOSURES {
         for (cmd, actor) in every_command() {
             let expect = match &cmd {
                 Command::Report { .. } => AlreadyExists,
                 Command::Reopen { .. } if kind == "merged" => Transition,
                 Command::Reopen { .. } => ok(&["CaseReopened"]),
+                // The acting department never held these cases: for it they do not exist.
+                Command::Decline { .. } => NotFound,
                 _ => Transition,
             };
             t.push(row(format!("closed ({kind}): {}", cmd.name()), setup, actor, cmd, expect));
@@ -519,13 +535,14 @@ fn transition_table_covers_every_command() {
             | Command::Pause { .. }
             | Command::Resume
             | Command::Withdraw { .. }
-            | Command::Reject { .. } => {}
+            | Command::Reject { .. }
+            | Command::EraseContact { .. } => {}
         }
     }
     let mut names: Vec<&str> = every_command().iter().map(|(c, _)| c.name()).collect();
     names.sort();
     names.dedup();
-    assert_eq!(names.len(), 17);
+    assert_eq!(names.len(), 18);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -549,6 +566,7 @@ fn expected_roles(cmd: &Command) -> &'static [Role] {
         Command::Pause { .. } | Command::Resume => &[Handler, Department, Supervisor, Admin],
         Command::Withdraw { .. } => &[Resident, GridWorker, Admin],
         Command::Reject { .. } => &[Handler, Supervisor, Admin],
+        Command::EraseContact { .. } => &[Admin],
     }
 }
 
@@ -608,7 +626,7 @@ fn wrong_role_is_forbidden_for_every_command() {
     // Keep the matrix honest: most (command, role) pairs are refusals.
     assert_eq!(
         checked,
-        17 * 7
+        18 * 7
             - every_command()
                 .iter()
                 .map(|(c, _)| c.allowed_roles().len())
@@ -828,6 +846,7 @@ fn report_payload() {
         description: "  电梯困人  \n".into(),
         channel: whistle_domain::Channel::Hotline,
         urgency: Some(whistle_domain::Urgency::Urgent),
+        contact: None,
     };
     let events = sim.decide(&grid_worker(), &cmd).unwrap();
     assert_eq!(
@@ -844,6 +863,7 @@ fn report_payload() {
             description: "电梯困人".into(),
             level: Level::Escalated,
             fast_channel: true,
+            contact: None,
         }
     );
     let case = whistle_domain::fold(&events).unwrap();

@@ -264,6 +264,7 @@ fn report_checks_category_before_location_before_description() {
         description: String::new(),
         channel: Channel::WalkIn,
         urgency: None,
+        contact: None,
     };
     assert_eq!(report_outcome(cmd), Outcome::Invalid("category"));
     let cmd = report_with(CASE, NOISE, "nowhere", None, "");

@@ -40,6 +40,8 @@ pub fn req(stream: &StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) 
         events,
         idempotency: None,
         deadlines: Vec::new(),
+        view: None,
+        personal: Vec::new(),
     }
 }
 
