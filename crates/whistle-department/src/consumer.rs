@@ -9,15 +9,29 @@
 //!   handling it again — handlers should still be idempotent across restarts
 //!   (the example uses idempotency keys derived from the event id);
 //! * a transient failure naks the message with a delay so JetStream redelivers
-//!   it; while it is outstanding, later messages of the SAME case are naked too,
-//!   so a case's events are handled in order; other cases carry on;
+//!   it; while it is outstanding, later messages of the SAME case are held in
+//!   memory (kept alive with in-progress acks, never naked: a nak would spend one
+//!   of their own `max_deliver` deliveries, and a case blocked for a while would
+//!   lose its later events) and handled in order once the earlier one is; other
+//!   cases carry on. Per-case order holds with one consumer instance per durable;
+//!   if the blocking event is redelivered to another instance, the held events
+//!   are released after `ack_wait` without seeing it again;
 //! * after `max_deliver` deliveries JetStream gives up on the message and
 //!   publishes a max-deliveries advisory (whistle records a delivery failure).
+//!
+//! It needs no more than the least permissions of `deploy/nats` (a NATS user per
+//! department): credentials from the URL (`nats://fire:<password>@host:4222`);
+//! replies under the inbox prefix `_INBOX.<durable>` (its own, so a department
+//! allowed to subscribe only there cannot listen to another's pulled messages);
+//! the consumer looked up (`CONSUMER.INFO`) and, if missing, created with the
+//! filter in the request subject (`CONSUMER.CREATE.<stream>.<durable>.<filter>`)
+//! — never the stream's info, which a department need not read.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures_util::StreamExt;
 use uuid::Uuid;
@@ -27,6 +41,16 @@ use crate::delivery::Delivery;
 
 fn subject_servers(urls: &str) -> Result<Vec<async_nats::ServerAddr>, DepartmentError> {
     whistle_bus::parse_servers(urls).map_err(DepartmentError::Connect)
+}
+
+/// The inbox prefix of a consumer's connection: `_INBOX.<durable>`. JetStream
+/// delivers pulled messages to the puller's inbox, so whoever may subscribe to
+/// another party's inboxes reads its messages; a prefix of its own lets the NATS
+/// permissions of a department allow `_INBOX.dept-<department>.>` and no more. A
+/// durable name holds no `.`, and async-nats' own inboxes (`_INBOX.<nuid>`) never
+/// contain `-`, so the prefix meets no other client's inboxes.
+pub fn inbox_prefix(durable: &str) -> String {
+    format!("_INBOX.{durable}")
 }
 
 /// What a handler's failure means.
@@ -73,8 +97,8 @@ pub enum DepartmentError {
         /// What JetStream said.
         reason: String,
     },
-    /// A district or department id is not a subject token.
-    #[error("{0} is not a valid district or department code")]
+    /// A district or department id (or the durable name) is not a subject token.
+    #[error("{0} is not a valid district or department code (or consumer name)")]
     BadCode(String),
 }
 
@@ -134,8 +158,11 @@ pub struct ConsumerStats {
     pub handled: u64,
     /// Redeliveries of events already handled (acknowledged without handling).
     pub duplicates: u64,
-    /// Naks after a transient failure (or to keep a case in order).
+    /// Naks after a transient failure.
     pub naked: u64,
+    /// Events held back behind an earlier failed event of their case (handled
+    /// later, in order).
+    pub held: u64,
     /// Permanent failures (acknowledged, logged).
     pub failed: u64,
     /// Transient failures on the last allowed delivery (JetStream gives up).
@@ -168,14 +195,44 @@ impl Remembered {
     }
 }
 
+/// A later event of a blocked case, kept unacknowledged (in progress) until the
+/// event before it is handled.
+#[derive(Debug)]
+struct Held {
+    delivery: Delivery,
+    message: jetstream::Message,
+    /// When JetStream last heard about it (delivery or in-progress ack).
+    touched: Instant,
+}
+
+/// A case whose event failed transiently and waits for its redelivery.
+#[derive(Debug)]
+struct Blocked {
+    /// The failed event.
+    on: Uuid,
+    /// When the failed event was last delivered to this instance.
+    since: Instant,
+    /// Later events of the case, in arrival (stream) order.
+    held: VecDeque<Held>,
+}
+
+/// What handling one event left behind.
+enum Outcome {
+    /// Handled, failed for good or given up by JetStream: the case may go on.
+    Settled,
+    /// Naked for redelivery: the case waits for it.
+    Retrying,
+}
+
 /// A department's durable consumer.
 #[derive(Debug)]
 pub struct DepartmentConsumer {
     cfg: ConsumerConfig,
     consumer: consumer::PullConsumer,
     seen: Remembered,
-    /// case → the event whose failure holds the case's later events back.
-    blocked: HashMap<Uuid, Uuid>,
+    /// case → the event whose failure holds the case back, and the later events
+    /// held until it is handled.
+    blocked: HashMap<Uuid, Blocked>,
     stats: ConsumerStats,
 }
 
@@ -183,25 +240,30 @@ impl DepartmentConsumer {
     /// Connects and creates (or reuses) the durable consumer. Fails with
     /// `Stream` while whistle has not provisioned the stream yet.
     pub async fn connect(cfg: ConsumerConfig) -> Result<DepartmentConsumer, DepartmentError> {
-        for code in [&cfg.district, &cfg.department] {
+        // The durable name becomes the inbox prefix, so it must be one subject token.
+        for code in [&cfg.district, &cfg.department, &cfg.durable] {
             if !subject::is_token(code) {
                 return Err(DepartmentError::BadCode(code.clone()));
             }
         }
-        let client = async_nats::ConnectOptions::new()
+        let servers = subject_servers(&cfg.nats_url)?;
+        let client = whistle_bus::with_credentials(async_nats::ConnectOptions::new(), &servers)
             .name(format!("whistle-department-{}", cfg.department))
+            .custom_inbox_prefix(inbox_prefix(&cfg.durable))
             .connection_timeout(Duration::from_secs(5))
-            .connect(subject_servers(&cfg.nats_url)?)
+            .connect(servers)
             .await
             .map_err(|e| DepartmentError::Connect(e.to_string()))?;
         let js = jetstream::new(client);
-        let stream = js
-            .get_stream(&cfg.stream)
-            .await
-            .map_err(|e| DepartmentError::Stream {
-                stream: cfg.stream.clone(),
-                reason: e.to_string(),
-            })?;
+        // No STREAM.INFO request: a missing stream shows as the consumer request's
+        // "stream not found" below.
+        let stream =
+            js.get_stream_no_info(&cfg.stream)
+                .await
+                .map_err(|e| DepartmentError::Stream {
+                    stream: cfg.stream.clone(),
+                    reason: e.to_string(),
+                })?;
         let consumer = stream
             .get_or_create_consumer(
                 &cfg.durable,
@@ -217,9 +279,19 @@ impl DepartmentConsumer {
                 },
             )
             .await
-            .map_err(|e| DepartmentError::Consumer {
-                consumer: cfg.durable.clone(),
-                reason: e.to_string(),
+            .map_err(|e| match e.kind() {
+                ConsumerErrorKind::JetStream(js)
+                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    DepartmentError::Stream {
+                        stream: cfg.stream.clone(),
+                        reason: js.to_string(),
+                    }
+                }
+                _ => DepartmentError::Consumer {
+                    consumer: cfg.durable.clone(),
+                    reason: e.to_string(),
+                },
             })?;
         tracing::info!(department = %cfg.department, consumer = %cfg.durable, stream = %cfg.stream, "department consumer ready");
         Ok(DepartmentConsumer {
@@ -262,6 +334,7 @@ impl DepartmentConsumer {
         handler: &mut H,
         wait: Duration,
     ) -> Result<usize, DepartmentError> {
+        self.tend_held(handler).await;
         let mut batch = self
             .consumer
             .fetch()
@@ -292,10 +365,38 @@ impl DepartmentConsumer {
         }
     }
 
-    async fn settle(&self, m: &jetstream::Message, kind: AckKind) {
+    async fn settle(m: &jetstream::Message, kind: AckKind) {
         if let Err(error) = m.ack_with(kind).await {
             // Lost acks mean a redelivery, which the id memory absorbs.
             tracing::warn!(%error, "acknowledging to JetStream failed");
+        }
+    }
+
+    /// Keeps held events alive (an in-progress ack before `ack_wait` runs out) and
+    /// releases cases whose failed event has not come back within `ack_wait` after
+    /// its retry delay (JetStream gave it to another instance of the durable).
+    async fn tend_held<H: Handler>(&mut self, handler: &mut H) {
+        let now = Instant::now();
+        let refresh = self.cfg.ack_wait / 3;
+        let give_up_waiting = self.cfg.ack_wait + self.cfg.retry_delay;
+        let mut stale = Vec::new();
+        for (case, blocked) in &mut self.blocked {
+            if now.duration_since(blocked.since) > give_up_waiting {
+                stale.push(*case);
+                continue;
+            }
+            for held in &mut blocked.held {
+                if now.duration_since(held.touched) >= refresh {
+                    if let Err(error) = held.message.ack_with(AckKind::Progress).await {
+                        tracing::warn!(%error, "in-progress ack to JetStream failed");
+                    }
+                    held.touched = now;
+                }
+            }
+        }
+        for case in stale {
+            tracing::warn!(case_id = %case, "the failed event of a case did not come back to this consumer; handling its later events");
+            self.release(handler, case).await;
         }
     }
 
@@ -306,53 +407,105 @@ impl DepartmentConsumer {
             Err(error) => {
                 tracing::error!(%error, subject = %m.subject, "not a whistle event; terminating it");
                 self.stats.malformed += 1;
-                self.settle(&m, AckKind::Term).await;
+                Self::settle(&m, AckKind::Term).await;
                 return;
             }
         };
         if self.seen.contains(&d.event_id) {
             self.stats.duplicates += 1;
-            self.blocked.remove(&d.case_id);
-            self.settle(&m, AckKind::Ack).await;
+            Self::settle(&m, AckKind::Ack).await;
             return;
         }
-        if self
-            .blocked
-            .get(&d.case_id)
-            .is_some_and(|e| *e != d.event_id)
-        {
-            // An earlier event of this case is waiting for its redelivery.
-            self.stats.naked += 1;
-            self.settle(&m, AckKind::Nak(Some(self.cfg.retry_delay)))
-                .await;
-            return;
+        if let Some(blocked) = self.blocked.get_mut(&d.case_id) {
+            if blocked.on != d.event_id {
+                // An earlier event of this case waits for its redelivery: hold this
+                // one (a redelivery of a held event replaces the older copy).
+                Self::settle(&m, AckKind::Progress).await;
+                let held = Held {
+                    delivery: d,
+                    message: m,
+                    touched: Instant::now(),
+                };
+                match blocked
+                    .held
+                    .iter_mut()
+                    .find(|h| h.delivery.event_id == held.delivery.event_id)
+                {
+                    Some(existing) => *existing = held,
+                    None => {
+                        self.stats.held += 1;
+                        blocked.held.push_back(held);
+                    }
+                }
+                return;
+            }
+            blocked.since = Instant::now();
         }
-        match handler.handle(&d).await {
+        if let Outcome::Settled = self.handle(handler, &d, &m).await {
+            self.release(handler, d.case_id).await;
+        }
+    }
+
+    /// The case's failed event is settled: handles the events held behind it, in
+    /// order, until one of them fails transiently (and holds the rest again).
+    async fn release<H: Handler>(&mut self, handler: &mut H, case: Uuid) {
+        let Some(mut blocked) = self.blocked.remove(&case) else {
+            return;
+        };
+        while let Some(held) = blocked.held.pop_front() {
+            if self.seen.contains(&held.delivery.event_id) {
+                self.stats.duplicates += 1;
+                Self::settle(&held.message, AckKind::Ack).await;
+                continue;
+            }
+            if let Outcome::Retrying = self.handle(handler, &held.delivery, &held.message).await {
+                if let Some(now_blocked) = self.blocked.get_mut(&case) {
+                    now_blocked.held = std::mem::take(&mut blocked.held);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Runs the handler on one event and settles its message.
+    async fn handle<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        d: &Delivery,
+        m: &jetstream::Message,
+    ) -> Outcome {
+        match handler.handle(d).await {
             Ok(()) => {
-                self.settle(&m, AckKind::Ack).await;
+                Self::settle(m, AckKind::Ack).await;
                 self.seen.insert(d.event_id);
-                self.blocked.remove(&d.case_id);
                 self.stats.handled += 1;
+                Outcome::Settled
             }
             Err(HandleError::Permanent(reason)) => {
                 tracing::warn!(event_id = %d.event_id, case_id = %d.case_id, event_type = %d.event_type, %reason, "handler failed permanently; acknowledging");
-                self.settle(&m, AckKind::Ack).await;
+                Self::settle(m, AckKind::Ack).await;
                 self.seen.insert(d.event_id);
-                self.blocked.remove(&d.case_id);
                 self.stats.failed += 1;
+                Outcome::Settled
             }
             Err(HandleError::Transient(reason)) if d.delivered >= self.cfg.max_deliver => {
                 tracing::error!(event_id = %d.event_id, case_id = %d.case_id, deliveries = d.delivered, %reason, "handler failed on the last delivery; JetStream gives up on it");
-                self.blocked.remove(&d.case_id);
                 self.stats.gave_up += 1;
-                self.settle(&m, AckKind::Nak(None)).await;
+                Self::settle(m, AckKind::Nak(None)).await;
+                Outcome::Settled
             }
             Err(HandleError::Transient(reason)) => {
                 tracing::info!(event_id = %d.event_id, case_id = %d.case_id, deliveries = d.delivered, %reason, "handler failed; JetStream will redeliver");
-                self.blocked.insert(d.case_id, d.event_id);
+                let blocked = self.blocked.entry(d.case_id).or_insert_with(|| Blocked {
+                    on: d.event_id,
+                    since: Instant::now(),
+                    held: VecDeque::new(),
+                });
+                blocked.on = d.event_id;
+                blocked.since = Instant::now();
                 self.stats.naked += 1;
-                self.settle(&m, AckKind::Nak(Some(self.cfg.retry_delay)))
-                    .await;
+                Self::settle(m, AckKind::Nak(Some(self.cfg.retry_delay))).await;
+                Outcome::Retrying
             }
         }
     }

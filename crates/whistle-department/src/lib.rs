@@ -21,6 +21,7 @@ pub mod example;
 
 pub use consumer::{
     ConsumerConfig, ConsumerStats, DepartmentConsumer, DepartmentError, HandleError, Handler,
+    inbox_prefix,
 };
 pub use delivery::{Delivery, DeliveryError};
 pub use example::{ExampleHandler, run_grpc, run_nats};

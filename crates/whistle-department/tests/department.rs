@@ -2,7 +2,11 @@
 //! stream provisioned as whistle does, messages published in whistle's format, and a
 //! `DepartmentConsumer` with handlers that succeed, fail for a while, or never
 //! succeed. Skips with `SKIPPED (nats-server unavailable): …` when the binary is
-//! missing, unless `WHISTLE_REQUIRE_SERVICES=1`.
+//! missing, unless `WHISTLE_REQUIRE_SERVICES=1`. `permissions` runs the same against
+//! the `deploy/nats` configuration (users and permissions per department).
+
+#[path = "department/permissions.rs"]
+mod permissions;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -191,7 +195,49 @@ async fn a_failed_event_is_redelivered_and_its_case_stays_in_order() {
     };
     assert_eq!(of(a), vec![1, 2], "case a in order despite two failures");
     assert_eq!(of(b), vec![1, 2]);
-    assert!(consumer.stats().naked >= 2, "{:?}", consumer.stats());
+    // Only a1's two failures are naked: later events of its case wait in memory
+    // instead of spending their own deliveries.
+    assert_eq!(consumer.stats().naked, 2, "{:?}", consumer.stats());
+    assert!(consumer.stats().held >= 1, "{:?}", consumer.stats());
+}
+
+/// A case blocked for most of its event's deliveries keeps its later events:
+/// held behind the failed one, they are not redelivered towards `max_deliver`
+/// (when they were naked to keep order, a case blocked this long lost them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_blocked_case_loses_none_of_its_later_events() {
+    let Some(nats) = NatsServer::start("department::a_long_blocked_case") else {
+        return;
+    };
+    let js = setup(&nats, "DEPT_LONG").await;
+    let case = Uuid::now_v7();
+    let first = publish(&js, "fire", case, 1, 1).await;
+    for v in 2..=4 {
+        publish(&js, "fire", case, v, v as i64).await;
+    }
+    let mut cfg = ConsumerConfig::new(nats.url(), DISTRICT, "fire");
+    cfg.stream = "DEPT_LONG".into();
+    cfg.retry_delay = Duration::from_millis(100);
+    cfg.max_deliver = 4;
+    let mut consumer = DepartmentConsumer::connect(cfg).await.expect("consumer");
+    let mut handler = Recorder::default();
+    // Fails on deliveries 1-3, succeeds on the 4th and last allowed.
+    handler.fail.lock().expect("lock").insert(first, 3);
+    poll_until(&mut consumer, &mut handler, |c| c.stats().handled == 4).await;
+    let versions: Vec<u64> = handler
+        .handled
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, v)| *v)
+        .collect();
+    assert_eq!(versions, vec![1, 2, 3, 4]);
+    let stats = consumer.stats();
+    assert_eq!(
+        (stats.naked, stats.gave_up, stats.held),
+        (3, 0, 3),
+        "{stats:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
