@@ -8,6 +8,7 @@
 mod support;
 
 mod admin;
+mod bench;
 mod cases;
 mod crash;
 mod dashboards;

@@ -4,6 +4,7 @@
 //! build an `Application` in-process or start the real binary.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -64,6 +64,9 @@ enum Cmd {
     /// A simulated day: the embedded server on an accelerated clock, with grid workers,
     /// handlers, departments and residents acting on it over gRPC. Ctrl-C stops it.
     Demo(whistle_server::demo::command::DemoArgs),
+    /// Measure whistle beside the raw cost of the same work on this machine (plain
+    /// inserts, JetStream publishes, a bare tonic echo): a table and a JSON file.
+    Bench(whistle_server::bench::BenchArgs),
     /// Act on cases through a running server's gRPC API.
     Case {
         #[command(flatten)]
@@ -88,7 +91,7 @@ fn run() -> Result<()> {
     // The demo's terminal shows its own progress lines; every committed command at INFO
     // would drown them (RUST_LOG still overrides).
     let default_filter = match cli.command {
-        Some(Cmd::Demo(_)) => "warn",
+        Some(Cmd::Demo(_)) | Some(Cmd::Bench(_)) => "warn",
         _ => "info,sqlx=warn",
     };
     tracing_subscriber::fmt()
@@ -124,6 +127,7 @@ fn run() -> Result<()> {
                 whistle_server::rebuild::run(&settings, projection.as_deref()).await
             }
             Cmd::Demo(args) => whistle_server::demo::command::run(args, shutdown_signal()).await,
+            Cmd::Bench(args) => whistle_server::bench::run(args).await,
             Cmd::Case { client, command } => cli::run(client, command).await,
             Cmd::Admin { client, command } => cli::run_admin(client, command).await,
             Cmd::Replay {
