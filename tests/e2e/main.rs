@@ -14,6 +14,7 @@ mod crash;
 mod dashboards;
 mod demo;
 mod departments;
+mod deploy;
 mod http;
 mod matrix;
 mod privacy;
