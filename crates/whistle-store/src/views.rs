@@ -166,6 +166,13 @@ const VIEW_COLUMNS: &str = "case_id, version, position, category, compound, loca
      resolved_at, closed_at, escalations, reopen_count, satisfaction, breaches, next_milestone, \
      next_warn_at, next_deadline, doc";
 
+/// The list columns: everything but `doc`, which lists never decode and which is most
+/// of a row's bytes (summaries over a month's cases fetched gigabytes of it).
+const LIST_COLUMNS: &str = "case_id, version, position, category, compound, location, grid, \
+     reporter, level, start_level, status, stage, closure, handler, department, reported_at, \
+     resolved_at, closed_at, escalations, reopen_count, satisfaction, breaches, next_milestone, \
+     next_warn_at, next_deadline";
+
 pub(crate) const UPSERT_VIEW_SQL: &str = "INSERT INTO case_views (case_id, version, position, \
      category, compound, location, grid, reporter, level, start_level, status, stage, closure, \
      handler, department, reported_at, resolved_at, closed_at, escalations, reopen_count, \
@@ -516,7 +523,7 @@ impl PgStore {
         limit: Option<u32>,
     ) -> Result<Vec<CaseViewRow>, StoreError> {
         let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
-            "SELECT {VIEW_COLUMNS} FROM case_views"
+            "SELECT {LIST_COLUMNS} FROM case_views"
         ));
         push_filter!(&mut qb, filter, cursor, limit, pg_ts);
         let rows = qb.build().fetch_all(&self.read).await?;
@@ -707,7 +714,7 @@ impl SqliteStore {
         limit: Option<u32>,
     ) -> Result<Vec<CaseViewRow>, StoreError> {
         let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
-            "SELECT {VIEW_COLUMNS} FROM case_views"
+            "SELECT {LIST_COLUMNS} FROM case_views"
         ));
         push_filter!(&mut qb, filter, cursor, limit, to_micros);
         let rows = qb.build().fetch_all(&self.read).await?;
