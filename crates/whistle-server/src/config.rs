@@ -170,6 +170,11 @@ pub struct ServeArgs {
     /// relay is off and departments use gRPC `WatchAssignments` (embedded mode).
     #[arg(long, env = "WHISTLE_NATS_URL")]
     pub nats_url: Option<String>,
+    /// Replicas of the stream whistle provisions (3 on a three-node cluster); wins over
+    /// `[nats] replicas` [default: 1]. An environment variable so that a deployment
+    /// without a config file does not get an unreplicated stream on a cluster.
+    #[arg(long, env = "WHISTLE_NATS_REPLICAS")]
+    pub nats_replicas: Option<usize>,
     /// PEM certificate chain: both ports serve TLS only (with --tls-key).
     #[arg(long, env = "WHISTLE_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -271,9 +276,9 @@ fn nats_settings(
         }
         stream.name = name;
     }
-    if let Some(r) = file.replicas {
+    if let Some(r) = args.nats_replicas.or(file.replicas) {
         if !(1..=5).contains(&r) {
-            bail!("[nats] replicas must be 1 to 5, got {r}");
+            bail!("--nats-replicas / [nats] replicas must be 1 to 5, got {r}");
         }
         stream.replicas = r;
     }
@@ -481,6 +486,39 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nats_replicas_from_the_flag_win_over_the_file_and_are_bounded() {
+        let file = NatsFileConfig {
+            replicas: Some(1),
+            ..NatsFileConfig::default()
+        };
+        let mut args = ServeArgs {
+            nats_url: Some("nats://127.0.0.1:4222".into()),
+            ..ServeArgs::default()
+        };
+        let replicas = |args: &ServeArgs| {
+            nats_settings(args, Some(&file), "qinghe").map(|c| c.expect("relay on").stream.replicas)
+        };
+        assert_eq!(replicas(&args).expect("file"), 1);
+        args.nats_replicas = Some(3);
+        assert_eq!(replicas(&args).expect("flag"), 3);
+        args.nats_replicas = Some(7);
+        let e = replicas(&args).expect_err("out of range");
+        assert!(e.to_string().contains("--nats-replicas"), "{e}");
+        let none = ServeArgs {
+            nats_url: Some("nats://127.0.0.1:4222".into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            nats_settings(&none, None, "qinghe")
+                .expect("defaults")
+                .expect("relay on")
+                .stream
+                .replicas,
+            1
+        );
+    }
 
     #[test]
     fn limits_default_and_refuse_nonsense() {
