@@ -42,7 +42,7 @@ mod writer;
 pub mod testing;
 
 pub use checkpoint::{Checkpoint, Singleton, singleton_key};
-pub use config::{GroupCommitConfig, StoreConfig};
+pub use config::{GroupCommitConfig, StoreConfig, with_database};
 pub use error::StoreError;
 pub use personal::{PersonalData, PersonalOp};
 pub use postgres::{APPEND_LOCK_KEY, COMMIT_CHANNEL, PgStore};

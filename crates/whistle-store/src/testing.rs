@@ -90,7 +90,7 @@ impl PgTestDb {
             .await
             .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
         let _ = admin.close().await;
-        let url = database_url(&admin_url, &name);
+        let url = crate::with_database(&admin_url, &name);
         Some(PgTestDb {
             admin_url,
             name,
@@ -126,23 +126,6 @@ impl PgTestDb {
             .await
             .unwrap_or_else(|e| panic!("migrate {}: {e}", self.name));
         store
-    }
-}
-
-/// The admin URL with its database replaced by `name` (query string kept).
-fn database_url(admin_url: &str, name: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (admin_url, None),
-    };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
     }
 }
 
@@ -293,7 +276,7 @@ impl Proxy {
 
 #[cfg(test)]
 mod tests {
-    use super::database_url;
+    use crate::with_database as database_url;
 
     #[test]
     fn replaces_the_database() {
@@ -306,5 +289,9 @@ mod tests {
             "postgres://u:p@h/x?sslmode=disable"
         );
         assert_eq!(database_url("postgres://h:1", "x"), "postgres://h:1/x");
+        assert_eq!(
+            database_url("postgres://h:5432", "b"),
+            "postgres://h:5432/b"
+        );
     }
 }

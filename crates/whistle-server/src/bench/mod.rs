@@ -512,48 +512,41 @@ async fn measure_backend(
 
 async fn sample_rows(db: &baseline::Db) -> Result<Vec<baseline::SampleRow>> {
     use sqlx::Row;
-    let sql = match db {
-        baseline::Db::Postgres(_) => {
-            "SELECT event_type, payload::text AS payload, actor_id, actor_role FROM events ORDER BY position LIMIT 2000"
-        }
-        baseline::Db::Sqlite(_) => {
-            "SELECT event_type, payload, actor_id, actor_role FROM events ORDER BY position LIMIT 2000"
-        }
-    };
-    let rows = match db {
-        baseline::Db::Postgres(pool) => sqlx::query(sql).fetch_all(pool).await?,
-        baseline::Db::Sqlite(pool) => {
-            let rows = sqlx::query(sql).fetch_all(pool).await?;
-            return rows
-                .iter()
-                .map(|r| {
-                    Ok(baseline::SampleRow {
-                        event_type: r.try_get("event_type")?,
-                        payload: r.try_get("payload")?,
-                        actor_id: r.try_get("actor_id")?,
-                        actor_role: r.try_get("actor_role")?,
-                    })
+    // The same columns decoded from either backend's rows.
+    macro_rules! row {
+        () => {
+            |r: &_| -> Result<baseline::SampleRow> {
+                Ok(baseline::SampleRow {
+                    event_type: r.try_get("event_type")?,
+                    payload: r.try_get("payload")?,
+                    actor_id: r.try_get("actor_id")?,
+                    actor_role: r.try_get("actor_role")?,
                 })
-                .collect::<Result<Vec<_>>>()
-                .and_then(|v| {
-                    anyhow::ensure!(!v.is_empty(), "the warm-up stored no events");
-                    Ok(v)
-                });
-        }
-    };
-    let v = rows
+            }
+        };
+    }
+    const COLUMNS: &str = "event_type, payload, actor_id, actor_role";
+    let rows = match db {
+        baseline::Db::Postgres(pool) => sqlx::query(
+            "SELECT event_type, payload::text AS payload, actor_id, actor_role \
+             FROM events ORDER BY position LIMIT 2000",
+        )
+        .fetch_all(pool)
+        .await?
         .iter()
-        .map(|r| {
-            Ok(baseline::SampleRow {
-                event_type: r.try_get("event_type")?,
-                payload: r.try_get("payload")?,
-                actor_id: r.try_get("actor_id")?,
-                actor_role: r.try_get("actor_role")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    anyhow::ensure!(!v.is_empty(), "the warm-up stored no events");
-    Ok(v)
+        .map(row!())
+        .collect::<Result<Vec<_>>>()?,
+        baseline::Db::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM events ORDER BY position LIMIT 2000"
+        )))
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(row!())
+        .collect::<Result<Vec<_>>>()?,
+    };
+    anyhow::ensure!(!rows.is_empty(), "the warm-up stored no events");
+    Ok(rows)
 }
 
 /// A fresh store for one backend.
@@ -595,7 +588,7 @@ impl BackendEnv {
                 .await
                 .context("creating the bench database")?;
                 let _ = admin.close().await;
-                Some(replace_database(admin_url, &database))
+                Some(whistle_store::with_database(admin_url, &database))
             }
         };
         Ok(BackendEnv {
@@ -630,23 +623,6 @@ impl BackendEnv {
                 .await;
             }
         }
-    }
-}
-
-/// `admin_url` with its database path replaced by `database` (query kept).
-fn replace_database(admin_url: &str, database: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (admin_url, None),
-    };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{database}?{q}"),
-        None => format!("{base}/{database}"),
     }
 }
 
@@ -715,26 +691,5 @@ impl Drop for NatsProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::replace_database;
-
-    #[test]
-    fn database_replaced_in_urls() {
-        assert_eq!(
-            replace_database("postgres://root@127.0.0.1:5432/postgres", "b"),
-            "postgres://root@127.0.0.1:5432/b"
-        );
-        assert_eq!(
-            replace_database("postgres://u:p@h/db?sslmode=disable", "b"),
-            "postgres://u:p@h/b?sslmode=disable"
-        );
-        assert_eq!(
-            replace_database("postgres://h:5432", "b"),
-            "postgres://h:5432/b"
-        );
     }
 }
