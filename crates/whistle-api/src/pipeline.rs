@@ -201,7 +201,22 @@ async fn replay(
                 rec.appended.stream
             ))
         })?;
-    let (case, _) = load_case(state, id).await?;
+    // The case as the original command left it, not as it is now: a retry arriving after
+    // later commands must get the first answer (its version, the level it reported).
+    let records = state.store.read_stream(&stream_of(id), 0).await?;
+    let mut case = None;
+    for r in records
+        .iter()
+        .take_while(|r| r.version <= rec.appended.last_version)
+    {
+        case = evolve(case, &decode(r)?);
+    }
+    let case = case.ok_or_else(|| {
+        ApiError::Corrupt(format!(
+            "idempotency record names version {} of {}, which holds no case",
+            rec.appended.last_version, rec.appended.stream
+        ))
+    })?;
     Ok(Some(Outcome {
         case,
         recorded_at: rec.appended.recorded_at,

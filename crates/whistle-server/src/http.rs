@@ -98,6 +98,9 @@ async fn metrics_text(State(h): State<Http>) -> String {
         metrics::counter!("whistle_relay_published_total").absolute(r.published());
         metrics::counter!("whistle_relay_duplicates_total").absolute(r.duplicates());
         metrics::counter!("whistle_relay_failures_total").absolute(r.failures());
+        // Which node holds the relay's singleton lease: operators (and the fault suite)
+        // see where singleton work runs and that it failed over.
+        metrics::gauge!("whistle_relay_running").set(if r.is_running() { 1.0 } else { 0.0 });
     }
     metrics::gauge!("whistle_projection_lag_events", "projection" => "sla")
         .set(h.projector.lag() as f64);
