@@ -28,6 +28,28 @@ pub enum BusError {
     #[cfg(feature = "relay")]
     #[error(transparent)]
     Route(#[from] crate::route::RouteError),
+    /// The stream does not exist (deleted under the relay): the next session
+    /// provisions it again and, finding it behind the checkpoint, refills it.
+    #[error("stream {stream} does not exist")]
+    StreamMissing {
+        /// Stream name.
+        stream: String,
+    },
+    /// The stream lost messages JetStream had acknowledged: a new message was
+    /// acknowledged at or below a sequence already acknowledged (the stream was
+    /// recreated underneath), or the stream's last sequence fell below it. The
+    /// relay re-publishes the log from the start.
+    #[error(
+        "stream {stream} lost messages: sequence {found} after {acknowledged} had been acknowledged"
+    )]
+    StreamReset {
+        /// Stream name.
+        stream: String,
+        /// The highest sequence acknowledged before.
+        acknowledged: u64,
+        /// The sequence seen now (a new message's, or the stream's last).
+        found: u64,
+    },
     /// The singleton lease was lost.
     #[error("relay lease lost: {0}")]
     Lease(String),

@@ -7,6 +7,30 @@
 //!   `relay:<stream>`) advances only past events whose publish JetStream
 //!   acknowledged. After any failure (NATS down, ack timeout, store error,
 //!   lease lost) the relay backs off and starts again from the checkpoint.
+//! * **Nothing missed when the stream loses messages.** An ack only means "in
+//!   the server's memory" (nats-server flushes to disk later), and an operator
+//!   may delete or recreate the stream. The checkpoint also remembers the stream
+//!   sequence of the last acknowledged message (`aux`), and the relay compares:
+//!   - at session start, after provisioning (which recreates a deleted stream),
+//!     a stream whose last sequence is below the remembered one lost messages;
+//!   - while publishing, a *new* (non-duplicate) message acknowledged at or below
+//!     the highest sequence already acknowledged means the stream was recreated
+//!     underneath: the session ends with [`BusError::StreamReset`];
+//!   - while idle, the stream's state is read after every `stream_check` without
+//!     a batch: gone ([`BusError::StreamMissing`]: the next session provisions it)
+//!     or behind the highest acknowledged sequence (`StreamReset`).
+//!
+//!   Each detection is logged (`warn`, both sequences and the stream), counted
+//!   ([`RelayStatus::stream_resets`]) and answered by moving the checkpoint back
+//!   to position 0 / sequence 0 under the lease — recorded before the session
+//!   ends, so a crash cannot forget it — and re-publishing the whole log. The
+//!   start is the conservative choice: which messages were lost is unknown (a
+//!   lost tail, a restored snapshot), and no header of a surviving message bounds
+//!   it safely (after a restart from the checkpoint or a lease take-over, stream
+//!   order and log order differ). JetStream drops the repeats of messages still
+//!   within its duplicate window; older survivors are stored again and
+//!   departments drop them by event id. A stream *purged* on purpose keeps its
+//!   sequence and is not refilled.
 //! * **Nothing doubled** (after JetStream de-duplication): re-publishing from
 //!   the checkpoint after a crash repeats at most one read batch, and JetStream
 //!   drops the repeats by `Nats-Msg-Id` within the stream's duplicate window.
@@ -21,6 +45,12 @@
 //! * **Singleton.** Only the holder of the store's singleton lease `relay:<stream>`
 //!   publishes (a PostgreSQL session advisory lock; other nodes wait and take
 //!   over when it dies). The lease is re-checked before every checkpoint save.
+//! * **A stop finishes the batch.** [`Relay::stop`] cuts short only waiting (for
+//!   the lease, the connection, the next batch, a backoff, the idle stream
+//!   check); a batch already read is published and checkpointed before the task
+//!   ends (bounded by the ack timeout: a publish not acknowledged in time fails
+//!   the batch, whose events the next start publishes again). [`Relay::abort`]
+//!   kills the task wherever it is.
 //!
 //! Lag (`Relay::lag`) is the committed head this process knows of minus the
 //! checkpoint, logged with the progress.
@@ -31,7 +61,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use async_nats::jetstream::{
+    self,
+    context::{GetStreamErrorKind, PublishAckFuture},
+    message::PublishMessage,
+};
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -61,11 +95,16 @@ pub struct RelayConfig {
     pub backoff: (Duration, Duration),
     /// How long a publish waits for its ack.
     pub ack_timeout: Duration,
+    /// How long the relay may sit idle (nothing to publish) before it reads the
+    /// stream's state, so a stream deleted or recreated while nothing is written
+    /// is noticed and refilled. Publishing notices it by itself.
+    pub stream_check: Duration,
 }
 
 impl RelayConfig {
     /// Defaults: 256 acks in flight, 1024 events per batch, 500 ms poll,
-    /// backoff 200 ms doubling to 5 s, 5 s ack timeout.
+    /// backoff 200 ms doubling to 5 s, 5 s ack timeout, stream checked after 5 s
+    /// idle.
     pub fn new(nats_url: impl Into<String>, stream: StreamSettings) -> RelayConfig {
         RelayConfig {
             nats_url: nats_url.into(),
@@ -75,6 +114,7 @@ impl RelayConfig {
             poll: crate::follow::DEFAULT_POLL,
             backoff: (Duration::from_millis(200), Duration::from_secs(5)),
             ack_timeout: Duration::from_secs(5),
+            stream_check: Duration::from_secs(5),
         }
     }
 
@@ -92,6 +132,7 @@ struct Counters {
     duplicates: AtomicU64,
     failures: AtomicU64,
     stream_seq: AtomicU64,
+    stream_resets: AtomicU64,
     running: AtomicBool,
 }
 
@@ -123,6 +164,12 @@ impl RelayStatus {
     /// The stream sequence of the last acknowledged publish.
     pub fn stream_sequence(&self) -> u64 {
         self.0.stream_seq.load(Ordering::Relaxed)
+    }
+    /// Times the stream was found to have lost messages it had acknowledged
+    /// (deleted, recreated empty, restored from an older state), each followed
+    /// by re-publishing the log from the start.
+    pub fn stream_resets(&self) -> u64 {
+        self.0.stream_resets.load(Ordering::Relaxed)
     }
     /// Whether the relay holds the lease and is connected and provisioned.
     pub fn is_running(&self) -> bool {
@@ -163,7 +210,11 @@ impl Relay {
         self.status.lag()
     }
 
-    /// Stops between publishes and waits for the task; the lease is released.
+    /// Stops and waits for the task; the lease is released. Only waiting is cut
+    /// short (for the lease, the next batch, a backoff, the idle stream check): a
+    /// batch already read is published and checkpointed first, which a NATS that
+    /// stopped answering bounds by the ack timeout (the batch then fails and the
+    /// next start resumes from the checkpoint).
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
@@ -176,24 +227,52 @@ impl Relay {
     }
 }
 
+/// The stop request as the relay task sees it. A dropped [`Relay`] (its sender
+/// gone) counts as a stop, as it always has.
+struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    /// Whether a stop was requested.
+    fn now(&self) -> bool {
+        *self.0.borrow() || self.0.has_changed().is_err()
+    }
+
+    /// Resolves once a stop is requested (at once if it already was). Only
+    /// ever raced against *waiting*, never against a batch in flight.
+    async fn requested(&mut self) {
+        // Err means the sender is gone: also a stop.
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+}
+
 async fn run(
     store: Arc<Store>,
     cfg: RelayConfig,
     status: RelayStatus,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) {
+    let mut stop = Stop(stopped);
     let mut backoff = cfg.backoff.0;
     // The lease is kept across NATS failures (the node stays the relay while NATS is
     // away) and given up when the store fails or the lease itself is in doubt.
     let mut lease: Option<Singleton> = None;
+    // A loss of stream messages that a session detected but could not yet record
+    // (the checkpoint moved back to the start): the next session records it.
+    let mut refill = false;
     loop {
-        if *stopped.borrow() {
+        if stop.now() {
             break;
         }
-        let outcome = tokio::select! {
-            r = session(&store, &cfg, &status, &mut lease, &mut backoff) => r,
-            _ = stopped.changed() => Ok(()),
-        };
+        let outcome = session(
+            &store,
+            &cfg,
+            &status,
+            &mut lease,
+            &mut refill,
+            &mut backoff,
+            &mut stop,
+        )
+        .await;
         status.0.running.store(false, Ordering::Relaxed);
         if matches!(outcome, Err(BusError::Lease(_) | BusError::Store(_)))
             && let Some(lease) = lease.take()
@@ -202,12 +281,19 @@ async fn run(
         }
         match outcome {
             Ok(()) => break,
+            Err(error) if stop.now() => {
+                // The last batch failed while stopping: the checkpoint stayed where
+                // it was, and the next start publishes from there.
+                status.0.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, lag = status.lag(), "relay failed while stopping; the next start resumes from its checkpoint");
+                break;
+            }
             Err(error) => {
                 status.0.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, lag = status.lag(), "relay interrupted; retrying from its checkpoint");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = stopped.changed() => break,
+                    _ = stop.requested() => break,
                 }
                 backoff = (backoff * 2).min(cfg.backoff.1);
             }
@@ -219,13 +305,18 @@ async fn run(
     tracing::info!(checkpoint = status.checkpoint(), "relay stopped");
 }
 
-/// Waits for the lease, connects, provisions, then publishes until an error.
+/// Waits for the lease, connects, provisions, checks the stream against the
+/// checkpoint, then publishes until an error or a stop. A stop ends only the
+/// waiting (lease, connection, next batch, idle stream check); a batch once read
+/// is published and checkpointed first.
 async fn session(
     store: &Arc<Store>,
     cfg: &RelayConfig,
     status: &RelayStatus,
     lease: &mut Option<Singleton>,
+    refill: &mut bool,
     backoff: &mut Duration,
+    stop: &mut Stop,
 ) -> Result<(), BusError> {
     let name = cfg.checkpoint_name();
     let mut waiting_logged = false;
@@ -233,7 +324,11 @@ async fn session(
         if let Some(held) = lease {
             break held;
         }
-        if let Some(l) = store.try_acquire_singleton(&name).await? {
+        let acquired = tokio::select! {
+            acquired = store.try_acquire_singleton(&name) => acquired?,
+            _ = stop.requested() => return Ok(()),
+        };
+        if let Some(l) = acquired {
             *lease = Some(l);
             continue;
         }
@@ -241,31 +336,91 @@ async fn session(
             tracing::info!(lease = %name, "another node runs the relay; standing by");
             waiting_logged = true;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.requested() => return Ok(()),
+        }
     };
-    let servers = crate::servers::parse_servers(&cfg.nats_url).map_err(BusError::Connect)?;
-    let client = crate::servers::with_credentials(async_nats::ConnectOptions::new(), &servers)
-        .name("whistle-relay")
-        .connection_timeout(Duration::from_secs(5))
-        .connect(servers)
-        .await
-        .map_err(|e| BusError::Connect(e.to_string()))?;
-    let js = jetstream::ContextBuilder::new()
-        .timeout(cfg.ack_timeout)
-        .max_ack_inflight(cfg.max_in_flight.max(1) * 2)
-        .build(client);
-    ensure_stream(&js, &cfg.stream).await?;
-    let cp = store.load_checkpoint(&name).await?.unwrap_or_default();
+    let setup = async {
+        let servers = crate::servers::parse_servers(&cfg.nats_url).map_err(BusError::Connect)?;
+        let client = crate::servers::with_credentials(async_nats::ConnectOptions::new(), &servers)
+            .name("whistle-relay")
+            .connection_timeout(Duration::from_secs(5))
+            .connect(servers)
+            .await
+            .map_err(|e| BusError::Connect(e.to_string()))?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(cfg.ack_timeout)
+            .max_ack_inflight(cfg.max_in_flight.max(1) * 2)
+            .build(client);
+        // Creates the stream when it is missing (deleted under a previous session).
+        let info = ensure_stream(&js, &cfg.stream).await?;
+        let cp = store.load_checkpoint(&name).await?.unwrap_or_default();
+        Ok::<_, BusError>((js, info, cp))
+    };
+    let (js, info, mut cp) = tokio::select! {
+        setup = setup => setup?,
+        _ = stop.requested() => return Ok(()),
+    };
+    // The stream's last sequence (from the info `ensure_stream` just read) below the
+    // one the checkpoint remembers: messages the relay saw acknowledged are gone.
+    let remembered = u64::try_from(cp.aux).unwrap_or(0);
+    if info.state.last_sequence < remembered {
+        stream_lost(
+            cfg,
+            status,
+            remembered,
+            info.state.last_sequence,
+            cp.position,
+        );
+        *refill = true;
+    }
+    if *refill {
+        cp = refill_from_start(store, held, &name, status).await?;
+        *refill = false;
+    }
     status.0.checkpoint.store(cp.position, Ordering::Relaxed);
+    status
+        .0
+        .stream_seq
+        .store(u64::try_from(cp.aux).unwrap_or(0), Ordering::Relaxed);
     status.0.running.store(true, Ordering::Relaxed);
-    tracing::info!(stream = %cfg.stream.name, checkpoint = cp.position, "relay publishing");
+    tracing::info!(stream = %cfg.stream.name, checkpoint = cp.position, stream_seq = cp.aux, "relay publishing");
     let mut follower =
         Follower::new(Arc::clone(store), cp.position, cfg.read_batch).with_poll(cfg.poll);
     let mut router = Router::default();
+    // The highest stream sequence JetStream acknowledged for a new message (from the
+    // checkpoint, then raised by every ack of this session).
     let mut last_seq = u64::try_from(cp.aux).unwrap_or(0);
     let mut last_log = Instant::now();
+    // Publishing notices a deleted or recreated stream by itself; a relay with
+    // nothing to publish looks at the stream's state instead, once per period of
+    // idleness.
+    let period = cfg.stream_check.max(Duration::from_millis(10));
+    let mut idle_check = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let batch = follower.next_batch().await?;
+        let batch = tokio::select! {
+            biased;
+            _ = stop.requested() => return Ok(()),
+            batch = follower.next_batch() => batch?,
+            _ = idle_check.tick() => {
+                let checked = tokio::select! {
+                    checked = check_stream(&js, &cfg.stream.name, last_seq) => checked,
+                    _ = stop.requested() => return Ok(()),
+                };
+                if let Err(BusError::StreamReset { acknowledged, found, .. }) = &checked {
+                    stream_lost(cfg, status, *acknowledged, *found, status.checkpoint());
+                    *refill = true;
+                    refill_from_start(store, held, &name, status).await?;
+                    *refill = false;
+                }
+                checked?;
+                continue;
+            }
+        };
+        // From here on the batch is finished even when a stop is requested:
+        // abandoning it would leave its events published but not checkpointed.
         let Some(last_position) = batch.last().map(|r| r.position) else {
             continue;
         };
@@ -281,22 +436,19 @@ async fn session(
                 tracing::trace!("skipping a non-case event");
             }
         }
-        let mut group: Vec<&Routed> = Vec::with_capacity(cfg.max_in_flight);
-        let mut cases: HashSet<&StreamId> = HashSet::new();
-        for r in &routed {
-            if group.len() >= cfg.max_in_flight.max(1) || cases.contains(&r.record.stream) {
-                last_seq =
-                    last_seq.max(publish_group(&js, &cfg.stream.district, &group, status).await?);
-                group.clear();
-                cases.clear();
-            }
-            cases.insert(&r.record.stream);
-            group.push(r);
+        let published = publish_batch(&js, cfg, &routed, status, &mut last_seq).await;
+        if let Err(BusError::StreamReset {
+            acknowledged,
+            found,
+            ..
+        }) = &published
+        {
+            stream_lost(cfg, status, *acknowledged, *found, status.checkpoint());
+            *refill = true;
+            refill_from_start(store, held, &name, status).await?;
+            *refill = false;
         }
-        if !group.is_empty() {
-            last_seq =
-                last_seq.max(publish_group(&js, &cfg.stream.district, &group, status).await?);
-        }
+        published?;
         held.check()
             .await
             .map_err(|e| BusError::Lease(e.to_string()))?;
@@ -312,6 +464,7 @@ async fn session(
         status.0.checkpoint.store(last_position, Ordering::Relaxed);
         status.0.stream_seq.store(last_seq, Ordering::Relaxed);
         *backoff = cfg.backoff.0;
+        idle_check.reset();
         if last_log.elapsed() >= Duration::from_secs(10) {
             last_log = Instant::now();
             tracing::info!(
@@ -333,34 +486,137 @@ async fn session(
     }
 }
 
+/// Logs and counts a detected loss of stream messages.
+fn stream_lost(
+    cfg: &RelayConfig,
+    status: &RelayStatus,
+    acknowledged: u64,
+    found: u64,
+    checkpoint: i64,
+) {
+    status.0.stream_resets.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(
+        stream = %cfg.stream.name,
+        acknowledged_seq = acknowledged,
+        stream_seq = found,
+        checkpoint,
+        "the stream lost messages JetStream had acknowledged (deleted, recreated or restored from an older state); re-publishing the log from the start"
+    );
+}
+
+/// Moves the checkpoint back to the start (position 0, stream sequence 0) under
+/// the lease, so this session's successor — or the next process, after a crash —
+/// re-publishes the whole log.
+async fn refill_from_start(
+    store: &Store,
+    held: &mut Singleton,
+    name: &str,
+    status: &RelayStatus,
+) -> Result<Checkpoint, BusError> {
+    held.check()
+        .await
+        .map_err(|e| BusError::Lease(e.to_string()))?;
+    let start = Checkpoint::default();
+    store.save_checkpoint(name, start).await?;
+    status.0.checkpoint.store(start.position, Ordering::Relaxed);
+    status.0.stream_seq.store(0, Ordering::Relaxed);
+    Ok(start)
+}
+
+/// Reads the stream's state: gone is [`BusError::StreamMissing`], a last sequence
+/// below `acknowledged` (the highest this relay saw acknowledged) is
+/// [`BusError::StreamReset`].
+async fn check_stream(
+    js: &jetstream::Context,
+    stream: &str,
+    acknowledged: u64,
+) -> Result<(), BusError> {
+    let info = js.get_stream(stream).await.map_err(|e| match e.kind() {
+        GetStreamErrorKind::JetStream(err)
+            if err.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+        {
+            BusError::StreamMissing {
+                stream: stream.to_owned(),
+            }
+        }
+        _ => BusError::Provision(format!("stream {stream} info: {e}")),
+    })?;
+    let found = info.cached_info().state.last_sequence;
+    if found < acknowledged {
+        return Err(BusError::StreamReset {
+            stream: stream.to_owned(),
+            acknowledged,
+            found,
+        });
+    }
+    tracing::trace!(stream, stream_seq = found, "stream checked");
+    Ok(())
+}
+
+/// Publishes a batch's routed events in groups (see the module docs), raising
+/// `last_seq` with every new message's ack.
+async fn publish_batch(
+    js: &jetstream::Context,
+    cfg: &RelayConfig,
+    routed: &[Routed],
+    status: &RelayStatus,
+    last_seq: &mut u64,
+) -> Result<(), BusError> {
+    let mut group: Vec<&Routed> = Vec::with_capacity(cfg.max_in_flight);
+    let mut cases: HashSet<&StreamId> = HashSet::new();
+    for r in routed {
+        if group.len() >= cfg.max_in_flight.max(1) || cases.contains(&r.record.stream) {
+            publish_group(js, &cfg.stream, &group, status, last_seq).await?;
+            group.clear();
+            cases.clear();
+        }
+        cases.insert(&r.record.stream);
+        group.push(r);
+    }
+    if !group.is_empty() {
+        publish_group(js, &cfg.stream, &group, status, last_seq).await?;
+    }
+    Ok(())
+}
+
 /// Publishes a group (distinct cases) with pipelined acks, awaited in order.
-/// Returns the highest stream sequence acknowledged.
+/// Raises `last_seq` to each new message's stream sequence; a new message
+/// acknowledged at or below it means the stream was recreated underneath
+/// ([`BusError::StreamReset`]). Duplicates carry the original's sequence and are
+/// not compared.
 async fn publish_group(
     js: &jetstream::Context,
-    district: &str,
+    stream: &StreamSettings,
     group: &[&Routed],
     status: &RelayStatus,
-) -> Result<u64, BusError> {
+    last_seq: &mut u64,
+) -> Result<(), BusError> {
     let mut pending: Vec<(&Routed, PublishAckFuture)> = Vec::with_capacity(group.len());
     for r in group {
-        let (subject, message) = message(district, r);
+        let (subject, message) = message(&stream.district, r);
         let ack = js
             .send_publish(subject, message)
             .await
             .map_err(|e| publish_error(r, e))?;
         pending.push((r, ack));
     }
-    let mut last = 0;
     for (r, ack) in pending {
         let ack = ack.await.map_err(|e| publish_error(r, e))?;
         if ack.duplicate {
             status.0.duplicates.fetch_add(1, Ordering::Relaxed);
-        } else {
-            status.0.published.fetch_add(1, Ordering::Relaxed);
+            continue;
         }
-        last = last.max(ack.sequence);
+        status.0.published.fetch_add(1, Ordering::Relaxed);
+        if ack.sequence <= *last_seq {
+            return Err(BusError::StreamReset {
+                stream: stream.name.clone(),
+                acknowledged: *last_seq,
+                found: ack.sequence,
+            });
+        }
+        *last_seq = ack.sequence;
     }
-    Ok(last)
+    Ok(())
 }
 
 fn publish_error(r: &Routed, e: impl std::fmt::Display) -> BusError {

@@ -7,6 +7,9 @@
 //! killed on `Drop`, and a parent-death signal (`prctl(PR_SET_PDEATHSIG)`)
 //! kills it if the test process dies first, so killed tests leave no servers.
 //!
+//! [`NatsServer::start_on_port`] takes a given port instead (a client configured
+//! before the server exists, e.g. readiness waiting for NATS).
+//!
 //! [`NatsServer::start_with_config`] runs a server from a configuration file
 //! instead (the `deploy/nats` one, with users and permissions): same loopback
 //! address, free port and temporary store.
@@ -95,6 +98,24 @@ impl NatsServer {
             return None;
         }
         Some(Self::start_with(Vec::new()))
+    }
+
+    /// Starts a standalone server on `port` (e.g. one a client was pointed at
+    /// while nothing listened there). `None` as [`NatsServer::start`].
+    pub fn start_on_port(test_name: &str, port: u16) -> Option<NatsServer> {
+        if !available(test_name) {
+            return None;
+        }
+        let mut server = NatsServer {
+            child: None,
+            dir: new_dir(),
+            port,
+            extra: Vec::new(),
+            config: None,
+            env: Vec::new(),
+        };
+        server.spawn(Some(port));
+        Some(server)
     }
 
     /// Starts a server from the text of a configuration file, run with `-c` on

@@ -18,3 +18,5 @@ mod faults;
 mod lease;
 #[path = "bus/routing.rs"]
 mod routing;
+#[path = "bus/stream_loss.rs"]
+mod stream_loss;

@@ -26,11 +26,23 @@
 //! the consumer looked up (`CONSUMER.INFO`) and, if missing, created with the
 //! filter in the request subject (`CONSUMER.CREATE.<stream>.<durable>.<filter>`)
 //! — never the stream's info, which a department need not read.
+//!
+//! The durable consumer can vanish under a running instance: an operator deletes
+//! it, or the stream itself is deleted or recreated (whistle's relay then
+//! provisions the stream again and re-publishes the whole log). A pull to a
+//! consumer that no longer exists is not refused, it goes unanswered, so the
+//! consumer looks itself up (`CONSUMER.INFO`) after a failed fetch and after
+//! 5 s without a message; when it is gone it is created again (same request as at connect, `deliver_policy` all), retried
+//! with a backoff (200 ms doubling to 5 s) while the stream is missing, with a
+//! warning each time. The instance keeps its memory of handled event ids, so the
+//! refill's repeats are acknowledged without handling them again (up to
+//! `remember` ids; beyond that handlers' own idempotency takes over).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::stream::ConsumerErrorKind;
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures_util::StreamExt;
@@ -38,6 +50,14 @@ use uuid::Uuid;
 use whistle_bus::subject;
 
 use crate::delivery::Delivery;
+
+/// First pause before re-creating a vanished durable consumer again.
+const RECREATE_BACKOFF_FIRST: Duration = Duration::from_millis(200);
+/// Longest pause between attempts to re-create a vanished durable consumer.
+const RECREATE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Time without a message after which a poll checks that the durable consumer
+/// still exists.
+const CONSUMER_CHECK: Duration = Duration::from_secs(5);
 
 fn subject_servers(urls: &str) -> Result<Vec<async_nats::ServerAddr>, DepartmentError> {
     whistle_bus::parse_servers(urls).map_err(DepartmentError::Connect)
@@ -169,6 +189,8 @@ pub struct ConsumerStats {
     pub gave_up: u64,
     /// Messages that were not whistle events (terminated).
     pub malformed: u64,
+    /// Times the durable consumer was found gone and created again.
+    pub recreated: u64,
 }
 
 /// Event ids already handled, bounded (oldest forgotten first).
@@ -224,11 +246,25 @@ enum Outcome {
     Retrying,
 }
 
+/// The durable consumer is gone: when to try creating it again.
+#[derive(Debug)]
+struct Vanished {
+    retry_at: Instant,
+    backoff: Duration,
+}
+
 /// A department's durable consumer.
 #[derive(Debug)]
 pub struct DepartmentConsumer {
     cfg: ConsumerConfig,
+    /// The stream handle (no info request behind it), to create the consumer again.
+    stream: jetstream::stream::Stream<()>,
     consumer: consumer::PullConsumer,
+    /// Set while the durable consumer is gone and not yet created again.
+    vanished: Option<Vanished>,
+    /// When JetStream last showed the durable consumer exists (a message came,
+    /// or a look-up found it).
+    alive: Instant,
     seen: Remembered,
     /// case → the event whose failure holds the case back, and the later events
     /// held until it is handled.
@@ -264,35 +300,7 @@ impl DepartmentConsumer {
                     stream: cfg.stream.clone(),
                     reason: e.to_string(),
                 })?;
-        let consumer = stream
-            .get_or_create_consumer(
-                &cfg.durable,
-                consumer::pull::Config {
-                    durable_name: Some(cfg.durable.clone()),
-                    description: Some(format!("whistle department {}", cfg.department)),
-                    filter_subject: subject::department_filter(&cfg.district, &cfg.department),
-                    deliver_policy: consumer::DeliverPolicy::All,
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: cfg.ack_wait,
-                    max_deliver: cfg.max_deliver,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| match e.kind() {
-                ConsumerErrorKind::JetStream(js)
-                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
-                {
-                    DepartmentError::Stream {
-                        stream: cfg.stream.clone(),
-                        reason: js.to_string(),
-                    }
-                }
-                _ => DepartmentError::Consumer {
-                    consumer: cfg.durable.clone(),
-                    reason: e.to_string(),
-                },
-            })?;
+        let consumer = create_consumer(&stream, &cfg).await?;
         tracing::info!(department = %cfg.department, consumer = %cfg.durable, stream = %cfg.stream, "department consumer ready");
         Ok(DepartmentConsumer {
             seen: Remembered {
@@ -301,7 +309,10 @@ impl DepartmentConsumer {
                 capacity: cfg.remember.max(1),
             },
             cfg,
+            stream,
             consumer,
+            vanished: None,
+            alive: Instant::now(),
             blocked: HashMap::new(),
             stats: ConsumerStats::default(),
         })
@@ -328,12 +339,17 @@ impl DepartmentConsumer {
     }
 
     /// One fetch of up to `batch` messages (waiting at most `wait`), each handled
-    /// in order. Returns how many messages came.
+    /// in order. Returns how many messages came. While the durable consumer is
+    /// gone (see the module docs) it tries to create it again instead, waiting at
+    /// most `wait` for the next attempt, and returns 0.
     pub async fn poll<H: Handler>(
         &mut self,
         handler: &mut H,
         wait: Duration,
     ) -> Result<usize, DepartmentError> {
+        if self.vanished.is_some() && !self.recreate(wait).await {
+            return Ok(0);
+        }
         self.tend_held(handler).await;
         let mut batch = self
             .consumer
@@ -344,18 +360,102 @@ impl DepartmentConsumer {
             .await
             .map_err(|e| self.consumer_error(e))?;
         let mut n = 0;
+        let mut failed = false;
         while let Some(m) = batch.next().await {
             let m = match m {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "fetching from JetStream failed");
+                    failed = true;
                     break;
                 }
             };
             n += 1;
             self.process(handler, m).await;
         }
+        if n > 0 {
+            self.alive = Instant::now();
+        }
+        // A pull to a consumer that no longer exists gets no answer at all
+        // (nats-server neither refuses it nor says "no responders") and ends on the
+        // client's timer like an empty pull, or fails ("consumer deleted" for a pull
+        // waiting when it went): look the consumer up rather than pulling from
+        // nothing forever.
+        if failed || self.alive.elapsed() >= CONSUMER_CHECK {
+            self.check_consumer().await;
+        }
         Ok(n)
+    }
+
+    /// Looks the durable consumer up (after a failed fetch, or a quiet
+    /// `CONSUMER_CHECK`); marks it vanished when JetStream no longer knows it (or
+    /// its stream).
+    async fn check_consumer(&mut self) {
+        match self.consumer.get_info().await {
+            Ok(_) => self.alive = Instant::now(),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ConsumerInfoErrorKind::NotFound | ConsumerInfoErrorKind::StreamNotFound
+                ) =>
+            {
+                tracing::warn!(
+                    department = %self.cfg.department,
+                    consumer = %self.cfg.durable,
+                    stream = %self.cfg.stream,
+                    error = %e,
+                    "the durable consumer is gone (deleted, or its stream deleted or recreated); creating it again"
+                );
+                self.vanished = Some(Vanished {
+                    retry_at: Instant::now(),
+                    backoff: RECREATE_BACKOFF_FIRST,
+                });
+            }
+            // NATS unreachable or slow: the next fetches tell more; looked up
+            // again after another idle period.
+            Err(e) => {
+                tracing::debug!(error = %e, "looking up the durable consumer failed");
+                self.alive = Instant::now();
+            }
+        }
+    }
+
+    /// Tries to create the vanished durable consumer once its backoff has passed
+    /// (waiting for that at most `wait`). Returns whether it exists again.
+    async fn recreate(&mut self, wait: Duration) -> bool {
+        let Some(vanished) = self.vanished.as_mut() else {
+            return true;
+        };
+        let now = Instant::now();
+        if vanished.retry_at > now {
+            let left = vanished.retry_at - now;
+            tokio::time::sleep(left.min(wait)).await;
+            if left > wait {
+                return false;
+            }
+        }
+        match create_consumer(&self.stream, &self.cfg).await {
+            Ok(consumer) => {
+                tracing::info!(department = %self.cfg.department, consumer = %self.cfg.durable, stream = %self.cfg.stream, "durable consumer created again");
+                self.consumer = consumer;
+                self.vanished = None;
+                self.alive = Instant::now();
+                self.stats.recreated += 1;
+                true
+            }
+            Err(error) => {
+                tracing::warn!(
+                    department = %self.cfg.department,
+                    consumer = %self.cfg.durable,
+                    %error,
+                    retry_in_ms = vanished.backoff.as_millis() as u64,
+                    "cannot create the durable consumer again yet (is the stream provisioned?)"
+                );
+                vanished.retry_at = Instant::now() + vanished.backoff;
+                vanished.backoff = (vanished.backoff * 2).min(RECREATE_BACKOFF_MAX);
+                false
+            }
+        }
     }
 
     fn consumer_error(&self, e: impl std::fmt::Display) -> DepartmentError {
@@ -509,4 +609,41 @@ impl DepartmentConsumer {
             }
         }
     }
+}
+
+/// Looks up the durable consumer (`CONSUMER.INFO`) and creates it when missing
+/// (`CONSUMER.CREATE.<stream>.<durable>.<filter>`).
+async fn create_consumer(
+    stream: &jetstream::stream::Stream<()>,
+    cfg: &ConsumerConfig,
+) -> Result<consumer::PullConsumer, DepartmentError> {
+    stream
+        .get_or_create_consumer(
+            &cfg.durable,
+            consumer::pull::Config {
+                durable_name: Some(cfg.durable.clone()),
+                description: Some(format!("whistle department {}", cfg.department)),
+                filter_subject: subject::department_filter(&cfg.district, &cfg.department),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: cfg.ack_wait,
+                max_deliver: cfg.max_deliver,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| match e.kind() {
+            ConsumerErrorKind::JetStream(js)
+                if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                DepartmentError::Stream {
+                    stream: cfg.stream.clone(),
+                    reason: js.to_string(),
+                }
+            }
+            _ => DepartmentError::Consumer {
+                consumer: cfg.durable.clone(),
+                reason: e.to_string(),
+            },
+        })
 }

@@ -3,10 +3,13 @@
 //! `DepartmentConsumer` with handlers that succeed, fail for a while, or never
 //! succeed. Skips with `SKIPPED (nats-server unavailable): …` when the binary is
 //! missing, unless `WHISTLE_REQUIRE_SERVICES=1`. `permissions` runs the same against
-//! the `deploy/nats` configuration (users and permissions per department).
+//! the `deploy/nats` configuration (users and permissions per department);
+//! `stream_loss` deletes the stream under a consumer and refills it as the relay does.
 
 #[path = "department/permissions.rs"]
 mod permissions;
+#[path = "department/stream_loss.rs"]
+mod stream_loss;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -87,6 +90,8 @@ async fn publish_id(
 #[derive(Default, Clone)]
 struct Recorder {
     handled: Arc<Mutex<Vec<(Uuid, u64)>>>,
+    /// The event ids handled, in order.
+    ids: Arc<Mutex<Vec<Uuid>>>,
     fail: Arc<Mutex<std::collections::HashMap<Uuid, u32>>>,
 }
 
@@ -105,6 +110,7 @@ impl Handler for Recorder {
             .lock()
             .expect("lock")
             .push((d.case_id, d.version));
+        self.ids.lock().expect("lock").push(d.event_id);
         Ok(())
     }
 }

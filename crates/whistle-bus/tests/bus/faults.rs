@@ -1,59 +1,16 @@
-//! Faults: the relay killed mid-batch, NATS down at start, NATS stopped for 30 s under
-//! load. After JetStream de-duplication the stream holds every event exactly once.
+//! Faults: the relay killed mid-batch, stopped mid-batch, NATS down at start, NATS
+//! stopped for 30 s under load. After JetStream de-duplication the stream holds every
+//! event exactly once.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use whistle_bus::Relay;
-use whistle_bus::subject::district_filter;
 use whistle_bus::testing::NatsServer;
 use whistle_store::testing::{PgTestDb, SqliteTestDb};
 use whistle_store::{EventStore, Store};
 
 use crate::support::*;
-
-/// Every message of the stream (an auditor's view, `whistle.<district>.>`): asserts
-/// each event id appears exactly once and that there are exactly `events` of them.
-async fn assert_stream_exactly_once(url: &str, stream: &str, events: u64) {
-    let js = jetstream(url).await;
-    let mut s = wait_stream(&js, stream).await;
-    let info = s.info().await.expect("stream info");
-    assert_eq!(
-        info.state.messages, events,
-        "messages in the stream (after de-duplication)"
-    );
-    let seen = consume(
-        &js,
-        stream,
-        "auditor",
-        &district_filter(DISTRICT),
-        Duration::from_secs(60),
-        |seen| seen.len() as u64 >= events,
-    )
-    .await;
-    assert_eq!(seen.len() as u64, events, "auditor deliveries");
-    let ids: HashSet<_> = seen.iter().map(|s| s.event_id.clone()).collect();
-    assert_eq!(ids.len() as u64, events, "distinct event ids");
-    assert_case_order(&seen);
-}
-
-async fn write_escalated(cases: &Cases, n: usize) {
-    let tasks: Vec<_> = (0..8)
-        .map(|w| {
-            let cases = cases.clone();
-            tokio::spawn(async move {
-                for i in (w..n).step_by(8) {
-                    let dept = if i % 2 == 0 { "fire" } else { "gas" };
-                    cases.escalated_to(dept, "heping-beili-b1").await;
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("writer");
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_killed_mid_batch_then_restarted_publishes_nothing_twice_and_misses_nothing() {
@@ -115,6 +72,53 @@ async fn relay_killed_mid_batch_then_restarted_publishes_nothing_twice_and_misse
     assert!(published_before + again.published() <= events);
     relay.stop().await;
     assert_stream_exactly_once(&nats.url(), "CASES_KILL", events).await;
+}
+
+/// `stop()` lands in the middle of a batch (all events are one read batch, published
+/// in groups of 8): the relay finishes the batch and saves its checkpoint at the
+/// head, instead of abandoning it with the checkpoint where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_stopped_mid_batch_finishes_and_checkpoints_the_batch() {
+    let test = "faults::relay_stopped_mid_batch";
+    let Some(nats) = NatsServer::start(test) else {
+        return;
+    };
+    let Some(db) = PgTestDb::create(test).await else {
+        return;
+    };
+    let store = Arc::new(db.store().await);
+    let cases = Cases::new(store.clone());
+    write_escalated(&cases, 1500).await;
+    let events = store.count_events().await.expect("count");
+    let head = store.head_position().await.expect("head");
+
+    let mut cfg = relay_config(&nats.url(), "CASES_STOP");
+    cfg.max_in_flight = 8;
+    cfg.read_batch = 8192;
+    let relay = Relay::spawn(store.clone(), cfg.clone());
+    let status = relay.status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status.published() == 0 {
+        assert!(Instant::now() < deadline, "relay published nothing");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let published_at_stop = status.published();
+    relay.stop().await;
+    assert!(
+        published_at_stop < events,
+        "the stop came before the batch was published ({published_at_stop} of {events})"
+    );
+    let checkpoint = store
+        .load_checkpoint(&cfg.checkpoint_name())
+        .await
+        .expect("checkpoint")
+        .unwrap_or_default();
+    assert_eq!(
+        checkpoint.position, head,
+        "the batch in flight was finished and checkpointed"
+    );
+    assert_eq!(status.published(), events, "every event published once");
+    assert_stream_exactly_once(&nats.url(), "CASES_STOP", events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

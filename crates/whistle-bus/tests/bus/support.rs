@@ -315,3 +315,47 @@ pub fn unique_ids(seen: &[Seen]) -> Vec<String> {
         .map(|s| s.event_id.clone())
         .collect()
 }
+
+/// Every message of the stream (an auditor's view, `whistle.<district>.>`): asserts
+/// each event id appears exactly once and that there are exactly `events` of them.
+pub async fn assert_stream_exactly_once(url: &str, stream: &str, events: u64) {
+    let js = jetstream(url).await;
+    let mut s = wait_stream(&js, stream).await;
+    let info = s.info().await.expect("stream info");
+    assert_eq!(
+        info.state.messages, events,
+        "messages in the stream (after de-duplication)"
+    );
+    let seen = consume(
+        &js,
+        stream,
+        "auditor",
+        &whistle_bus::subject::district_filter(DISTRICT),
+        Duration::from_secs(60),
+        |seen| seen.len() as u64 >= events,
+    )
+    .await;
+    assert_eq!(seen.len() as u64, events, "auditor deliveries");
+    let ids: std::collections::HashSet<_> = seen.iter().map(|s| s.event_id.clone()).collect();
+    assert_eq!(ids.len() as u64, events, "distinct event ids");
+    assert_case_order(&seen);
+}
+
+/// Writes `n` escalated cases (three events each, two routed to the department)
+/// from eight concurrent writers, alternating `fire` and `gas`.
+pub async fn write_escalated(cases: &Cases, n: usize) {
+    let tasks: Vec<_> = (0..8)
+        .map(|w| {
+            let cases = cases.clone();
+            tokio::spawn(async move {
+                for i in (w..n).step_by(8) {
+                    let dept = if i % 2 == 0 { "fire" } else { "gas" };
+                    cases.escalated_to(dept, "heping-beili-b1").await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("writer");
+    }
+}
