@@ -120,6 +120,8 @@ pub struct TestApp {
     pub store: std::sync::Arc<Store>,
     /// The server's state, for driving the command pipeline directly (bulk histories).
     pub state: whistle_api::AppState,
+    /// What /readyz reports besides the store.
+    pub readiness: whistle_server::http::Readiness,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -143,13 +145,38 @@ pub struct AppOptions {
     pub tls: Option<whistle_server::tls::TlsSettings>,
 }
 
+/// Knobs of the tests about starting and stopping (`http`, `shutdown`).
+#[derive(Default, Clone)]
+pub struct Lifecycle {
+    /// Relay to this NATS URL (`--nats-url`). The server is then returned before it is
+    /// ready: readiness waits for NATS, which the test may not have started.
+    pub nats: Option<String>,
+    /// `[jwt]`: accept the identity provider's JWTs (`tests/e2e/jwt.rs`).
+    pub jwt: Option<whistle_api::JwtVerifier>,
+    /// How long `stop` drains [default: the binary's].
+    pub drain_timeout: Option<std::time::Duration>,
+}
+
+/// Like [`spawn_app`], with these start and stop settings.
+pub async fn spawn_app_lifecycle(backend: &Backend, lifecycle: Lifecycle) -> TestApp {
+    spawn_app_configured(
+        backend,
+        &backend.url(),
+        AppOptions::default(),
+        TEST_LIMITS,
+        lifecycle,
+    )
+    .await
+}
+
+/// High enough that no test meets the per-principal rate limit by accident.
+const TEST_LIMITS: whistle_api::RateLimits = whistle_api::RateLimits {
+    per_second: 1e6,
+    burst: 1_000_000,
+};
+
 pub async fn spawn_app_with(backend: &Backend, url: &str, opts: AppOptions) -> TestApp {
-    // High enough that no test meets the per-principal rate limit by accident.
-    let limits = whistle_api::RateLimits {
-        per_second: 1e6,
-        burst: 1_000_000,
-    };
-    spawn_app_limited(backend, url, opts, limits).await
+    spawn_app_limited(backend, url, opts, TEST_LIMITS).await
 }
 
 /// Like [`spawn_app_with`], with these per-principal rate limits.
@@ -158,6 +185,16 @@ pub async fn spawn_app_limited(
     url: &str,
     opts: AppOptions,
     limits: whistle_api::RateLimits,
+) -> TestApp {
+    spawn_app_configured(backend, url, opts, limits, Lifecycle::default()).await
+}
+
+async fn spawn_app_configured(
+    backend: &Backend,
+    url: &str,
+    opts: AppOptions,
+    limits: whistle_api::RateLimits,
+    lifecycle: Lifecycle,
 ) -> TestApp {
     let principals = PRINCIPALS
         .iter()
@@ -174,6 +211,12 @@ pub async fn spawn_app_limited(
             )
         })
         .collect();
+    let district = parse_district(DISTRICT_TOML, "demo").expect("demo district");
+    let nats = lifecycle.nats.clone().map(|url| {
+        let mut stream = whistle_bus::StreamSettings::new(district.id.to_string());
+        stream.storage = whistle_bus::Storage::Memory;
+        whistle_bus::RelayConfig::new(url, stream)
+    });
     let settings = Settings {
         data_dir: backend.data_dir(),
         store: {
@@ -184,7 +227,7 @@ pub async fn spawn_app_limited(
         },
         listen: "127.0.0.1:0".parse().expect("addr"),
         http_listen: "127.0.0.1:0".parse().expect("addr"),
-        district: parse_district(DISTRICT_TOML, "demo").expect("demo district"),
+        district,
         sla: whistle_server::config::sla_preset("83012").expect("preset"),
         scheduler: opts
             .scheduler
@@ -194,9 +237,13 @@ pub async fn spawn_app_limited(
             }),
         principals,
         demo_tokens: None,
-        nats: None,
+        nats,
         limits,
         tls: opts.tls.clone(),
+        jwt: lifecycle.jwt.clone(),
+        drain_timeout: lifecycle
+            .drain_timeout
+            .unwrap_or(whistle_server::config::DEFAULT_DRAIN_TIMEOUT),
     };
     let clock: std::sync::Arc<dyn whistle_api::Clock> = match opts.clock {
         Some(c) => std::sync::Arc::new(c),
@@ -209,15 +256,30 @@ pub async fn spawn_app_limited(
     let http = app.http_addr();
     let store = app.state().store.clone();
     let state = app.state().clone();
+    let readiness = app.readiness();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
     }));
+    // As a load balancer would: no traffic before the projector caught up. Tests are
+    // then free of that start-up race (TLS tests cannot ask /readyz over plain HTTP).
+    if lifecycle.nats.is_none() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !readiness.is_ready() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not become ready: {:?}",
+                readiness.missing()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
     TestApp {
         addr,
         http,
         store,
         state,
+        readiness,
         shutdown: Some(tx),
         handle: Some(handle),
     }
@@ -232,10 +294,16 @@ impl TestApp {
         self.store.count_events().await.expect("count events")
     }
 
-    pub async fn stop(mut self) {
+    /// Completes the shutdown future (SIGTERM in the binary) without waiting for the
+    /// drain; `stop` then waits for it.
+    pub fn begin_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+
+    pub async fn stop(mut self) {
+        self.begin_shutdown();
         if let Some(h) = self.handle.take() {
             h.await.expect("server task").expect("server result");
         }
@@ -485,6 +553,8 @@ pub async fn http_get_with(
 pub struct Served {
     child: std::process::Child,
     pub addr: SocketAddr,
+    /// /healthz, /readyz, /metrics.
+    pub http: SocketAddr,
 }
 
 impl Served {
@@ -532,16 +602,45 @@ impl Served {
                 if let Some(addr) = line.strip_prefix("whistle: gRPC listening on ") {
                     let _ = tx.send(addr.trim().to_string());
                 }
+                // `whistle: HTTP on http://127.0.0.1:PORT (/healthz /readyz /metrics)`
+                if let Some(rest) = line.strip_prefix("whistle: HTTP on ") {
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    let addr = addr.rsplit("://").next().unwrap_or_default();
+                    let _ = tx.send(addr.to_string());
+                }
             }
         });
-        let addr = rx
-            .recv_timeout(std::time::Duration::from_secs(60))
-            .unwrap_or_else(|_| {
-                panic!("server did not report its address within 60 s: {printable}")
-            });
-        Served {
-            child,
-            addr: addr.parse().expect("listen address"),
+        let next = |what: &str| -> SocketAddr {
+            rx.recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap_or_else(|_| {
+                    panic!("server did not report its {what} address within 60 s: {printable}")
+                })
+                .parse()
+                .expect("listen address")
+        };
+        let addr = next("gRPC");
+        let http = next("HTTP");
+        Served { child, addr, http }
+    }
+
+    /// SIGTERM, then the exit status (the drain must end: a deadline of 120 s, far
+    /// beyond the drain timeout, only guards against a hang).
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child, which has not been reaped (so the pid is
+        // still ours).
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM: {}", std::io::Error::last_os_error());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not exit after SIGTERM"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 

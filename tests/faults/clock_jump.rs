@@ -21,7 +21,7 @@ async fn node(b: &Backend, clock: &ManualClock) -> TestApp {
         AppOptions {
             clock: Some(clock.clone()),
             scheduler: true,
-            tls: None,
+            ..AppOptions::default()
         },
     )
     .await

@@ -387,6 +387,72 @@ pub async fn report_and_sign(
     )
 }
 
+/// Clients running [`report_and_sign`] against a fleet until [`Load::finish`].
+pub struct Load {
+    pub ledger: SharedLedger,
+    stop: watch::Sender<bool>,
+    workers: Vec<tokio::task::JoinHandle<(u64, u64)>>,
+}
+
+/// What a finished load went through.
+pub struct LoadReport {
+    pub ledger: Ledger,
+    pub retries: u64,
+    pub unavailable: u64,
+}
+
+impl Load {
+    /// `workers` clients reporting as `gw-lin` and signing for as `h-wang` (tokens from
+    /// the demo principals in `data_dir`).
+    pub fn start(fleet: &Fleet, data_dir: &Path, workers: usize) -> Load {
+        let tokens = (token(data_dir, "gw-lin"), token(data_dir, "h-wang"));
+        let ledger = SharedLedger::default();
+        let (stop, stopped) = watch::channel(false);
+        let workers = (0..workers)
+            .map(|w| {
+                tokio::spawn(report_and_sign(
+                    fleet.clone(),
+                    tokens.clone(),
+                    w,
+                    ledger.clone(),
+                    stopped.clone(),
+                ))
+            })
+            .collect();
+        Load {
+            ledger,
+            stop,
+            workers,
+        }
+    }
+
+    /// Acknowledged reports so far.
+    pub fn reports(&self) -> usize {
+        self.ledger.lock().expect("ledger").reports.len()
+    }
+
+    /// Stops the clients after the command each has in hand is answered.
+    pub async fn finish(self) -> LoadReport {
+        let _ = self.stop.send(true);
+        let (mut retries, mut unavailable) = (0, 0);
+        for w in self.workers {
+            let (r, u) = w.await.expect("worker");
+            retries += r;
+            unavailable += u;
+        }
+        let ledger = Arc::try_unwrap(self.ledger)
+            .ok()
+            .expect("workers are done")
+            .into_inner()
+            .expect("ledger");
+        LoadReport {
+            ledger,
+            retries,
+            unavailable,
+        }
+    }
+}
+
 /// The log as read so far, per stream in version order; `catch_up` reads what is new.
 #[derive(Default)]
 pub struct LogMirror {

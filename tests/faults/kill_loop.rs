@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::watch;
 use whistle_bus::testing::NatsServer;
 use whistle_store::testing::PgTestDb;
 
@@ -66,28 +65,15 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         ..NodeOptions::default()
     };
     let mut node = Some(Node::start(&data_dir, db.url(), &opts));
-    let tokens = (token(&data_dir, "gw-lin"), token(&data_dir, "h-wang"));
     let (addrs, fleet) = Fleet::new(vec![node.as_ref().expect("node").addr]);
-    let ledger = SharedLedger::default();
-    let (stop, stopped) = watch::channel(false);
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|w| {
-            tokio::spawn(report_and_sign(
-                fleet.clone(),
-                tokens.clone(),
-                w,
-                ledger.clone(),
-                stopped.clone(),
-            ))
-        })
-        .collect();
+    let load = Load::start(&fleet, &data_dir, WORKERS);
     let store = db.store().await;
     let mut log = LogMirror::default();
     let started = Instant::now();
     for trial in 0..trials {
         tokio::time::sleep(rng.millis(100, 1500)).await;
         let before = {
-            let l = ledger.lock().expect("ledger");
+            let l = load.ledger.lock().expect("ledger");
             Ledger {
                 reports: l.reports.clone(),
                 acks: l.acks.clone(),
@@ -101,18 +87,11 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         log.catch_up(&store).await;
         assert_acknowledged_before_kill_present(&before, &log, trial);
     }
-    let _ = stop.send(true);
-    let (mut retries, mut unavailable) = (0, 0);
-    for w in workers {
-        let (r, u) = w.await.expect("worker");
-        retries += r;
-        unavailable += u;
-    }
-    let ledger = Arc::try_unwrap(ledger)
-        .ok()
-        .expect("workers are done")
-        .into_inner()
-        .expect("ledger");
+    let LoadReport {
+        ledger,
+        retries,
+        unavailable,
+    } = load.finish().await;
     let log = read_log(&store).await;
     assert_ledger_exactly_once(&ledger, &log);
     assert!(

@@ -24,3 +24,4 @@ mod nats_restart;
 mod nodes;
 mod postgres_restart;
 mod retries;
+mod stream_loss;

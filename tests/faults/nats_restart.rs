@@ -3,10 +3,8 @@
 //! case event exactly once in case order — including any the broker acknowledged but
 //! had not yet written when it was killed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use whistle_bus::testing::NatsServer;
 use whistle_store::testing::PgTestDb;
 
@@ -27,21 +25,8 @@ async fn nats_killed_and_restarted_under_load_loses_no_event() {
         ..NodeOptions::default()
     };
     let node = Node::start(&data_dir, db.url(), &opts);
-    let tokens = (token(&data_dir, "gw-lin"), token(&data_dir, "h-wang"));
     let (_addrs, fleet) = Fleet::new(vec![node.addr]);
-    let ledger = SharedLedger::default();
-    let (stop, stopped) = watch::channel(false);
-    let workers: Vec<_> = (0..4)
-        .map(|w| {
-            tokio::spawn(report_and_sign(
-                fleet.clone(),
-                tokens.clone(),
-                w,
-                ledger.clone(),
-                stopped.clone(),
-            ))
-        })
-        .collect();
+    let load = Load::start(&fleet, &data_dir, 4);
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         nats.kill();
@@ -49,20 +34,13 @@ async fn nats_killed_and_restarted_under_load_loses_no_event() {
         nats.restart();
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let _ = stop.send(true);
-    let mut retries = 0;
-    for w in workers {
-        retries += w.await.expect("worker").0;
-    }
+    let LoadReport {
+        ledger, retries, ..
+    } = load.finish().await;
     assert_eq!(
         retries, 0,
         "NATS being down must not fail a single gRPC call"
     );
-    let ledger = Arc::try_unwrap(ledger)
-        .ok()
-        .expect("workers are done")
-        .into_inner()
-        .expect("ledger");
     let store = db.store().await;
     assert_ledger_exactly_once(&ledger, &read_log(&store).await);
     assert_stream_holds_log(&nats.url(), whistle_bus::DEFAULT_STREAM, &store).await;

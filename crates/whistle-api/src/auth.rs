@@ -9,8 +9,14 @@
 //! the application clock passes its expiry, checked at every request. After
 //! authentication every request takes one unit of its principal's rate limit
 //! ([`crate::limits`]).
+//!
+//! Districts with an identity provider may also configure JWT verification
+//! ([`crate::jwt`]): a bearer token with the JWS shape (three base64url segments) is then
+//! verified as a JWT and its claims become the principal; any other token is looked up
+//! by hash as before. A refused JWT is `UNAUTHENTICATED` naming the reason.
 
 use crate::clock::{Clock, SystemClock};
+use crate::jwt::{JwtError, JwtVerifier, is_jws_shaped};
 use crate::limits::{RateLimiter, RateLimits};
 use crate::live::Live;
 use sha2::{Digest, Sha256};
@@ -19,7 +25,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
-use whistle_domain::{Actor, DepartmentId, PrincipalId, Role, Scope};
+use whistle_domain::{Actor, DepartmentId, GridId, OrgId, PrincipalId, Role, Scope};
 
 /// Prefix of every token whistle generates, so secret scanners can recognise one.
 pub const TOKEN_PREFIX: &str = "wst_";
@@ -46,6 +52,57 @@ impl Principal {
             scope: self.scope.clone(),
         }
     }
+}
+
+/// Why a principal's description (a config file entry, a JWT's claims) is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrincipalError {
+    #[error("unknown role {0:?}")]
+    UnknownRole(String),
+    #[error("a department account needs `department`")]
+    DepartmentRequired,
+    #[error("give `scope` or `grids`, not both")]
+    ScopeAndGrids,
+    #[error("only grid workers, handlers and supervisors have a scope")]
+    ScopeNotAllowed,
+}
+
+/// A principal as its describers give it: the config file's `[[principals]]` and a JWT's
+/// claims go through this one function, so both accept and refuse the same shapes. The
+/// district (does the department, org node or grid exist?) is checked by the caller.
+pub fn principal_from_parts(
+    id: &str,
+    role: &str,
+    department: Option<&str>,
+    name: Option<&str>,
+    scope: Option<&str>,
+    grids: &[String],
+) -> Result<Principal, PrincipalError> {
+    // `system` is whistle itself: no token or claim may present it.
+    let role = Role::parse(role)
+        .filter(|r| *r != Role::System)
+        .ok_or_else(|| PrincipalError::UnknownRole(role.to_string()))?;
+    if role == Role::Department && department.is_none() {
+        return Err(PrincipalError::DepartmentRequired);
+    }
+    let scope = match (scope, grids.is_empty()) {
+        (Some(_), false) => return Err(PrincipalError::ScopeAndGrids),
+        (Some(org), true) => Scope::Org(OrgId::new(org)),
+        (None, false) => Scope::Grids(grids.iter().map(GridId::new).collect()),
+        (None, true) => Scope::District,
+    };
+    if scope != Scope::District
+        && !matches!(role, Role::GridWorker | Role::Handler | Role::Supervisor)
+    {
+        return Err(PrincipalError::ScopeNotAllowed);
+    }
+    Ok(Principal {
+        id: PrincipalId::new(id),
+        role,
+        department: department.map(DepartmentId::new),
+        name: name.unwrap_or(id).to_string(),
+        scope,
+    })
 }
 
 /// Lower-case hex SHA-256 of a token, as stored in configuration.
@@ -152,6 +209,9 @@ pub struct TokenAuthenticator {
     /// Expiry is judged by the application's clock (virtual in tests).
     clock: Arc<dyn Clock>,
     limiter: RateLimiter,
+    /// Verifier of the identity provider's JWTs; `None`: whistle's own tokens only.
+    /// Replaceable so that a rotated key set can be put in force without a restart.
+    jwt: Live<Option<JwtVerifier>>,
 }
 
 impl std::fmt::Debug for TokenAuthenticator {
@@ -160,6 +220,7 @@ impl std::fmt::Debug for TokenAuthenticator {
             .field("configured", &self.configured.len())
             .field("issued", &self.issued.get().len())
             .field("limits", &self.limiter.limits())
+            .field("jwt", &self.jwt.get())
             .finish()
     }
 }
@@ -182,7 +243,19 @@ impl TokenAuthenticator {
             issued: Live::new(TokenTable::default()),
             clock: Arc::new(SystemClock),
             limiter: RateLimiter::default(),
+            jwt: Live::new(None),
         }
+    }
+
+    /// Also accept JWTs this verifier accepts (`None`: whistle's own tokens only).
+    pub fn with_jwt(self, jwt: Option<JwtVerifier>) -> Self {
+        self.jwt.set(jwt);
+        self
+    }
+
+    /// Replace the JWT verifier (a rotated key set), or turn JWTs off with `None`.
+    pub fn set_jwt(&self, jwt: Option<JwtVerifier>) {
+        self.jwt.set(jwt);
     }
 
     /// Judge expiry by this clock (the application's).
@@ -227,6 +300,11 @@ impl TokenAuthenticator {
             crate::metrics::denied("unauthenticated");
             Status::unauthenticated(reason)
         };
+        let deny_jwt = |e: JwtError| {
+            tracing::warn!(rpc, reason = e.reason(), error = %e, "authentication refused: JWT");
+            crate::metrics::denied("unauthenticated");
+            Status::unauthenticated(format!("JWT refused: {e}"))
+        };
         let header = metadata.get("authorization").ok_or_else(|| {
             deny("missing authorization header: send `authorization: Bearer <token>`")
         })?;
@@ -237,8 +315,25 @@ impl TokenAuthenticator {
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 256)
+            .filter(|t| !t.is_empty())
             .ok_or_else(|| deny("authorization header must be `Bearer <token>`"))?;
+        // whistle's tokens never have the JWS shape, so the shape alone picks the path.
+        if let Some(verifier) = self.jwt.get().as_ref()
+            && is_jws_shaped(token)
+        {
+            let principal = verifier.verify(token, self.clock.now()).map_err(deny_jwt)?;
+            if let Some(reason) = self.clashes(&principal) {
+                tracing::warn!(rpc, principal = %principal.id, reason = "jwt_claim", "authentication refused: JWT subject clashes with a whistle principal");
+                return Err(deny_jwt(JwtError::Claim {
+                    name: "sub".into(),
+                    reason: reason.into(),
+                }));
+            }
+            return self.admit(&principal, rpc);
+        }
+        if token.len() > 256 {
+            return Err(deny("authorization header must be `Bearer <token>`"));
+        }
         let hash = hash_token(token);
         let issued;
         let principal = match self.configured.get(&hash) {
@@ -259,6 +354,27 @@ impl TokenAuthenticator {
                 &t.principal
             }
         };
+        self.admit(principal, rpc)
+    }
+
+    /// One principal id is one person or account (as `IssueToken` insists): a JWT
+    /// subject that is also a configured principal or holds an active issued token must
+    /// agree with it on role and department, else the identity provider could present
+    /// a local account's id with other powers. `Some(reason)` when it does not.
+    fn clashes(&self, p: &Principal) -> Option<&'static str> {
+        let differs =
+            |q: &Principal| q.id == p.id && (q.role != p.role || q.department != p.department);
+        let now = self.clock.now();
+        let issued = self.issued.get();
+        (self.configured.values().any(differs)
+            || issued
+                .iter()
+                .any(|t| t.is_active(now) && differs(&t.principal)))
+        .then_some("a whistle principal with this id has another role or department")
+    }
+
+    /// Take one unit of the authenticated principal's rate limit.
+    fn admit(&self, principal: &Principal, rpc: &'static str) -> Result<Actor, Status> {
         if !self.limiter.try_acquire(&principal.id) {
             let limits = self.limiter.limits();
             tracing::warn!(

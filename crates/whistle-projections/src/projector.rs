@@ -6,6 +6,12 @@
 //! Runs in every `whistle serve`; a singleton lease (`projector:sla`) keeps the other
 //! nodes on standby so they do not do the same work, and a node that dies releases it
 //! (its database session ends), so another takes over within the lease poll (1 s).
+//!
+//! For `/readyz`, [`ProjectorStatus::caught_up`] says whether this node's projector has
+//! reached the log head it read when it started, or stands by because another node
+//! holds the lease (standby nodes serve too, so they must become ready). It is set once
+//! and never cleared: events committed later are ordinary lag (on `/metrics`), not a
+//! reason to take the node out of the load balancer.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -67,6 +73,9 @@ struct StatusInner {
     checkpoint: AtomicI64,
     head: AtomicI64,
     running: AtomicBool,
+    /// The log head read when the projector started.
+    start_head: AtomicI64,
+    caught_up: AtomicBool,
 }
 
 /// Progress of a projector, for `/metrics` and `/readyz`.
@@ -85,6 +94,31 @@ impl ProjectorStatus {
     /// Whether this node holds the lease and projects.
     pub fn running(&self) -> bool {
         self.0.running.load(Ordering::Relaxed)
+    }
+    /// The log head read when the projector started (0 until it has been read).
+    pub fn start_head(&self) -> i64 {
+        self.0.start_head.load(Ordering::Relaxed)
+    }
+    /// Whether the projector has reached [`ProjectorStatus::start_head`], or stood by
+    /// because another node holds the lease. Set once, never cleared (module docs).
+    pub fn caught_up(&self) -> bool {
+        self.0.caught_up.load(Ordering::Relaxed)
+    }
+
+    fn reached(&self, position: i64) {
+        if position >= self.start_head() {
+            self.mark_caught_up();
+        }
+    }
+
+    fn mark_caught_up(&self) {
+        if !self.0.caught_up.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                checkpoint = self.checkpoint(),
+                start_head = self.start_head(),
+                "SLA projector caught up (or standing by)"
+            );
+        }
     }
 }
 
@@ -162,8 +196,17 @@ pub struct Projector {
 impl Projector {
     /// Starts projecting in the background (standing by while another node holds the lease).
     pub fn spawn(store: Arc<Store>, cfg: ProjectorConfig) -> Projector {
+        Projector::spawn_with(store, cfg, ProjectorStatus::default())
+    }
+
+    /// Like [`Projector::spawn`], reporting into `status` (a handle the caller made
+    /// earlier, e.g. for a readiness check that exists before the projector starts).
+    pub fn spawn_with(
+        store: Arc<Store>,
+        cfg: ProjectorConfig,
+        status: ProjectorStatus,
+    ) -> Projector {
         let (stop, stopped) = watch::channel(false);
-        let status = ProjectorStatus::default();
         let task = tokio::spawn(run(store, cfg, status.clone(), stopped));
         Projector { stop, task, status }
     }
@@ -185,6 +228,25 @@ async fn run(
     status: ProjectorStatus,
     mut stopped: watch::Receiver<bool>,
 ) {
+    // What "caught up" means for readiness: the head now. Read before anything else, so
+    // a node that stands by at once has still seen the log answer.
+    loop {
+        let error = match store.head_position().await {
+            Ok(head) => {
+                status.0.start_head.store(head, Ordering::Relaxed);
+                break;
+            }
+            Err(error) => error,
+        };
+        tracing::warn!(%error, "SLA projector cannot read the log head; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.backoff) => {}
+            _ = stopped.changed() => {
+                tracing::info!("SLA projector stopped before it started");
+                return;
+            }
+        }
+    }
     let mut lease: Option<Singleton> = None;
     loop {
         if *stopped.borrow() {
@@ -242,6 +304,8 @@ async fn session(
             );
             logged = true;
         }
+        // The holder keeps the projection current; this node has nothing to catch up.
+        status.mark_caught_up();
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     let mut cursor = store
@@ -251,6 +315,7 @@ async fn session(
         .position;
     status.0.checkpoint.store(cursor, Ordering::Relaxed);
     status.0.running.store(true, Ordering::Relaxed);
+    status.reached(cursor);
     tracing::info!(checkpoint = cursor, "SLA projector running");
     let mut follower = Follower::new(Arc::clone(store), cursor, cfg.batch).with_poll(cfg.poll);
     let mut router = Router::default();
@@ -268,6 +333,7 @@ async fn session(
             .map_err(|e| ProjectionError::Lease(e.to_string()))?;
         cursor = project_batch(store, &mut router, cursor, batch).await?;
         status.0.checkpoint.store(cursor, Ordering::Relaxed);
+        status.reached(cursor);
         metrics::gauge!("whistle_projection_lag_events", "projection" => "sla")
             .set(status.lag() as f64);
     }

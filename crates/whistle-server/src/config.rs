@@ -13,14 +13,16 @@ use std::time::Duration;
 use whistle_api::scheduler::SchedulerConfig;
 use whistle_api::{Principal, RateLimits, hash_token};
 use whistle_bus::{RelayConfig, Retention, Storage, StreamSettings};
-use whistle_domain::{
-    DepartmentId, District, DistrictSpec, GridId, OrgId, PrincipalId, Role, Scope, SlaBook, SlaSpec,
-};
+use whistle_domain::{District, DistrictSpec, Scope, SlaBook, SlaSpec};
 use whistle_store::StoreConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:50052";
 pub const DEFAULT_DATA_DIR: &str = "whistle-data";
+/// How long `serve` drains after SIGTERM before abandoning what is left: under the
+/// 30 s Kubernetes gives a pod by default, so whistle gives up (and says so) before
+/// it is killed.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// The config file (`--config FILE`).
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +44,8 @@ pub struct FileConfig {
     pub max_connections: Option<u32>,
     /// Seconds a request waits for a database connection before `UNAVAILABLE`.
     pub acquire_timeout_secs: Option<u64>,
+    /// Seconds a shutdown waits for in-flight work before abandoning it [default: 25].
+    pub drain_timeout_secs: Option<u64>,
     #[serde(default)]
     pub principals: Vec<PrincipalConfig>,
     /// NATS JetStream (the relay to departments); absent: embedded mode, no relay.
@@ -53,6 +57,57 @@ pub struct FileConfig {
     /// TLS for the gRPC and HTTP ports; absent: plain text.
     #[serde(default)]
     pub tls: Option<TlsFileConfig>,
+    /// JWTs from the district's identity provider; absent: whistle's own tokens only.
+    #[serde(default)]
+    pub jwt: Option<JwtFileConfig>,
+}
+
+/// The `[jwt]` table of the config file: accept the identity provider's JWTs (RS256 or
+/// ES256) besides whistle's own tokens.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtFileConfig {
+    /// The provider's exact `iss`.
+    pub issuer: Option<String>,
+    /// The `aud` tokens for whistle carry.
+    pub audience: Option<String>,
+    /// The provider's public keys, a JWKS document (`{"keys": [...]}`).
+    pub jwks_file: Option<PathBuf>,
+    /// Claim holding the whistle role [default: whistle_role].
+    pub role_claim: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, seconds [default: 60, at most 600].
+    pub leeway_secs: Option<u64>,
+}
+
+/// The JWT verifier of `[jwt]`: the key set is read and checked now, so a bad file stops
+/// the start rather than refusing every login.
+pub fn jwt_settings(file: Option<&JwtFileConfig>) -> Result<Option<whistle_api::JwtVerifier>> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let issuer = file.issuer.clone().context("[jwt] issuer is required")?;
+    let audience = file
+        .audience
+        .clone()
+        .context("[jwt] audience is required")?;
+    let path = file
+        .jwks_file
+        .as_ref()
+        .context("[jwt] jwks_file is required")?;
+    let mut config = whistle_api::JwtConfig::new(issuer, audience);
+    if let Some(c) = &file.role_claim {
+        config.role_claim = c.clone();
+    }
+    if let Some(l) = file.leeway_secs {
+        config.leeway_secs = l;
+    }
+    let jwks = std::fs::read_to_string(path)
+        .with_context(|| format!("[jwt] jwks_file: reading {}", path.display()))?;
+    let verifier = whistle_api::JwtVerifier::new(config, &jwks).map_err(|e| match e {
+        whistle_api::jwt::JwksError::Config(reason) => anyhow::anyhow!("[jwt] {reason}"),
+        other => anyhow::anyhow!("[jwt] jwks_file {}: {other}", path.display()),
+    })?;
+    Ok(Some(verifier))
 }
 
 /// The `[limits]` table of the config file: a token bucket per principal on each node.
@@ -185,6 +240,12 @@ pub struct ServeArgs {
     /// department.
     #[arg(long, env = "WHISTLE_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Seconds SIGTERM waits for in-flight requests, the relay's current batch and the
+    /// store to finish before abandoning them with a warning; wins over
+    /// `drain_timeout_secs` in the config file [default: 25]. Keep it under the
+    /// orchestrator's grace period (Kubernetes: terminationGracePeriodSeconds).
+    #[arg(long, env = "WHISTLE_DRAIN_TIMEOUT_SECS")]
+    pub drain_timeout_secs: Option<u64>,
 }
 
 /// Fully resolved settings.
@@ -206,6 +267,10 @@ pub struct Settings {
     pub limits: RateLimits,
     /// TLS (and mutual TLS) for both ports; `None`: plain text.
     pub tls: Option<TlsSettings>,
+    /// Verifier of the identity provider's JWTs (`[jwt]`); `None`: whistle's tokens only.
+    pub jwt: Option<whistle_api::JwtVerifier>,
+    /// How long a shutdown drains before abandoning what is left.
+    pub drain_timeout: Duration,
 }
 
 /// The demo principals' tokens, shown at start.
@@ -300,43 +365,21 @@ fn nats_settings(
 }
 
 fn principal(p: &PrincipalConfig) -> Result<(String, Principal)> {
-    let role = Role::parse(&p.role)
-        .filter(|r| *r != Role::System)
-        .with_context(|| format!("principal {}: unknown role {:?}", p.id, p.role))?;
-    if role == Role::Department && p.department.is_none() {
-        bail!(
-            "principal {}: a department account needs `department`",
-            p.id
-        );
-    }
     let hash = p.token_sha256.to_ascii_lowercase();
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("principal {}: token_sha256 must be 64 hex characters", p.id);
     }
-    let scope = match (&p.scope, p.grids.is_empty()) {
-        (Some(_), false) => bail!("principal {}: give `scope` or `grids`, not both", p.id),
-        (Some(org), true) => Scope::Org(OrgId::new(org)),
-        (None, false) => Scope::Grids(p.grids.iter().map(GridId::new).collect()),
-        (None, true) => Scope::District,
-    };
-    if scope != Scope::District
-        && !matches!(role, Role::GridWorker | Role::Handler | Role::Supervisor)
-    {
-        bail!(
-            "principal {}: only grid workers, handlers and supervisors have a scope",
-            p.id
-        );
-    }
-    Ok((
-        hash,
-        Principal {
-            id: PrincipalId::new(&p.id),
-            role,
-            department: p.department.clone().map(DepartmentId),
-            name: p.name.clone().unwrap_or_else(|| p.id.clone()),
-            scope,
-        },
-    ))
+    // The same shape rules as a JWT's claims (whistle_api::jwt).
+    let principal = whistle_api::auth::principal_from_parts(
+        &p.id,
+        &p.role,
+        p.department.as_deref(),
+        p.name.as_deref(),
+        p.scope.as_deref(),
+        &p.grids,
+    )
+    .map_err(|e| anyhow::anyhow!("principal {}: {e}", p.id))?;
+    Ok((hash, principal))
 }
 
 impl Settings {
@@ -466,6 +509,11 @@ impl Settings {
             args.tls_key.clone().or(tls_file.key),
             args.tls_client_ca.clone().or(tls_file.client_ca),
         )?;
+        let jwt = jwt_settings(file.jwt.as_ref())?;
+        let drain_timeout = args
+            .drain_timeout_secs
+            .or(file.drain_timeout_secs)
+            .map_or(DEFAULT_DRAIN_TIMEOUT, Duration::from_secs);
         Ok(Settings {
             data_dir,
             store,
@@ -479,6 +527,8 @@ impl Settings {
             nats,
             limits,
             tls,
+            jwt,
+            drain_timeout,
         })
     }
 }
@@ -548,5 +598,59 @@ mod tests {
             assert!(limits_settings(Some(&bad)).is_err(), "{bad:?}");
         }
         assert!(toml::from_str::<FileConfig>("[limits]\nrps = 1\n").is_err());
+    }
+
+    #[test]
+    fn jwt_table_is_read_at_start_and_errors_name_the_field() {
+        assert!(jwt_settings(None).expect("absent").is_none());
+        let dir = std::env::temp_dir().join(format!("whistle-jwt-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let jwks = dir.join("jwks.json");
+        // A P-256 public key (the x and y of any point on the curve will do here: the
+        // verifier checks sizes at start, the curve at the first token).
+        std::fs::write(
+            &jwks,
+            r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1",
+              "x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+              "y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#,
+        )
+        .expect("write");
+        let text = format!(
+            "[jwt]\nissuer = \"https://idp\"\naudience = \"whistle\"\njwks_file = {:?}\nleeway_secs = 30\n",
+            jwks.display().to_string()
+        );
+        let file: FileConfig = toml::from_str(&text).expect("toml");
+        let v = jwt_settings(file.jwt.as_ref())
+            .expect("valid")
+            .expect("configured");
+        assert_eq!(v.config().leeway_secs, 30);
+        assert_eq!(v.config().role_claim, "whistle_role");
+        let err = |f: JwtFileConfig| format!("{:#}", jwt_settings(Some(&f)).expect_err("refused"));
+        let base = file.jwt.clone().expect("jwt");
+        assert!(
+            err(JwtFileConfig {
+                issuer: None,
+                ..base.clone()
+            })
+            .contains("[jwt] issuer")
+        );
+        assert!(
+            err(JwtFileConfig {
+                jwks_file: Some(dir.join("missing.json")),
+                ..base.clone()
+            })
+            .contains("missing.json")
+        );
+        assert!(
+            err(JwtFileConfig {
+                leeway_secs: Some(3600),
+                ..base.clone()
+            })
+            .contains("leeway_secs")
+        );
+        std::fs::write(&jwks, "{}").expect("write");
+        assert!(err(base).contains("jwks.json"));
+        assert!(toml::from_str::<FileConfig>("[jwt]\nissuer = \"x\"\nkeys = 1\n").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,9 +1,21 @@
-//! The HTTP side of `whistle serve`: `/healthz` (the process is alive), `/readyz` (it can
-//! serve: migrations ran and the database answers), `/metrics` (Prometheus text) and
-//! `/api/dashboard` (the web dashboard's JSON, bearer token of a supervisor or admin).
+//! The HTTP side of `whistle serve`: `/healthz` (the process is alive), `/readyz` (it
+//! should get traffic), `/metrics` (Prometheus text) and `/api/dashboard` (the web
+//! dashboard's JSON, bearer token of a supervisor or admin).
 //! Counters and histograms are recorded where things happen (RPCs, appends, refusals,
 //! deadline fires); gauges that describe state (log head, pending deadlines, relay
 //! progress, store batches) are read when scraped.
+//!
+//! `/readyz` is 200 only when all of these hold, else 503 naming each one missing:
+//! the store answers (migrations ran before the port opened); with `--nats-url`, this
+//! node has provisioned or verified the JetStream stream itself (whether or not it holds
+//! the relay's lease, so standby nodes become ready too); the SLA projector has caught
+//! up with the log head it saw at start, or stands by because another node projects;
+//! and the node is not draining (from SIGTERM on it is 503 "draining", so the load
+//! balancer stops sending work while in-flight requests finish). The NATS and catch-up
+//! conditions are start-up conditions, never withdrawn: NATS going away later leaves
+//! the node ready, because intake keeps working through the outbox and the relay
+//! catches up when NATS is back; pulling every node out of the load balancer because
+//! NATS blinked would turn a delivery delay into an outage.
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -11,7 +23,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use whistle_api::ApiError;
@@ -44,12 +57,106 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
+/// What `/readyz` waits for besides the store answering (module docs). Cheap to clone;
+/// flags only go one way (provisioned, draining), so a probe never flaps on them.
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<ReadinessInner>);
+
+#[derive(Debug)]
+struct ReadinessInner {
+    /// `None` in embedded mode (no NATS to wait for).
+    stream: Option<StreamReadiness>,
+    projector: ProjectorStatus,
+    draining: AtomicBool,
+}
+
+#[derive(Debug)]
+struct StreamReadiness {
+    name: String,
+    provisioned: AtomicBool,
+    /// Why the last attempt failed, for the 503 body.
+    last_error: Mutex<Option<String>>,
+}
+
+impl Readiness {
+    /// `stream`: the JetStream stream this node must provision first (`--nats-url`).
+    pub fn new(stream: Option<&str>, projector: ProjectorStatus) -> Readiness {
+        Readiness(Arc::new(ReadinessInner {
+            stream: stream.map(|name| StreamReadiness {
+                name: name.to_string(),
+                provisioned: AtomicBool::new(false),
+                last_error: Mutex::new(None),
+            }),
+            projector,
+            draining: AtomicBool::new(false),
+        }))
+    }
+
+    /// The stream exists with this node's settings (never cleared: module docs).
+    pub fn set_stream_provisioned(&self) {
+        if let Some(s) = &self.0.stream {
+            s.provisioned.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Why provisioning has not succeeded yet.
+    pub fn set_stream_error(&self, error: String) {
+        if let Some(s) = &self.0.stream {
+            *s.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+        }
+    }
+
+    /// From now on `/readyz` is 503 "draining".
+    pub fn set_draining(&self) {
+        self.0.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::Relaxed)
+    }
+
+    /// What is missing apart from the store (asked per probe): empty when ready.
+    pub fn missing(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        if self.is_draining() {
+            missing.push("draining: the server is shutting down".to_string());
+        }
+        if let Some(s) = &self.0.stream
+            && !s.provisioned.load(Ordering::Relaxed)
+        {
+            let error = s.last_error.lock().unwrap_or_else(|p| p.into_inner());
+            missing.push(match error.as_deref() {
+                Some(e) => format!(
+                    "the NATS stream {} is not provisioned yet (last attempt: {e})",
+                    s.name
+                ),
+                None => format!("the NATS stream {} is not provisioned yet", s.name),
+            });
+        }
+        let p = &self.0.projector;
+        if !p.caught_up() {
+            missing.push(format!(
+                "the SLA projector is catching up (position {} of log head {} at start)",
+                p.checkpoint(),
+                p.start_head()
+            ));
+        }
+        missing
+    }
+
+    /// Whether nothing but the store's answer stands between this node and traffic.
+    pub fn is_ready(&self) -> bool {
+        self.missing().is_empty()
+    }
+}
+
 #[derive(Clone)]
 pub struct Http {
     pub state: AppState,
     pub relay: Option<RelayStatus>,
     /// The SLA projector's progress (lag on /metrics).
     pub projector: ProjectorStatus,
+    pub readiness: Readiness,
     pub prometheus: PrometheusHandle,
 }
 
@@ -64,11 +171,28 @@ pub fn router(http: Http) -> Router {
 }
 
 async fn readyz(State(h): State<Http>) -> (StatusCode, String) {
-    match h.state.store.head_position().await {
-        Ok(head) => (StatusCode::OK, format!("ready: log head {head}\n")),
-        Err(e) => (
+    // Draining answers at once, without the store: the point is to leave the load
+    // balancer quickly, whatever the database is doing.
+    if h.readiness.is_draining() {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: the store does not answer: {e}\n"),
+            "not ready: draining: the server is shutting down\n".to_string(),
+        );
+    }
+    let mut missing = Vec::new();
+    let head = match h.state.store.head_position().await {
+        Ok(head) => Some(head),
+        Err(e) => {
+            missing.push(format!("the store does not answer: {e}"));
+            None
+        }
+    };
+    missing.extend(h.readiness.missing());
+    match head {
+        Some(head) if missing.is_empty() => (StatusCode::OK, format!("ready: log head {head}\n")),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", missing.join("; ")),
         ),
     }
 }
@@ -98,6 +222,7 @@ async fn metrics_text(State(h): State<Http>) -> String {
         metrics::counter!("whistle_relay_published_total").absolute(r.published());
         metrics::counter!("whistle_relay_duplicates_total").absolute(r.duplicates());
         metrics::counter!("whistle_relay_failures_total").absolute(r.failures());
+        metrics::counter!("whistle_relay_stream_resets_total").absolute(r.stream_resets());
         // Which node holds the relay's singleton lease: operators (and the fault suite)
         // see where singleton work runs and that it failed over.
         metrics::gauge!("whistle_relay_running").set(if r.is_running() { 1.0 } else { 0.0 });

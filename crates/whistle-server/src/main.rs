@@ -1,6 +1,7 @@
 //! `whistle`: with no arguments, `serve` in the embedded default (SQLite file, demo
 //! district). Subcommands: `serve`, `migrate`, `district` (print ids to use), `case …`
 //! (a gRPC client for people) and `demo` (a simulated day on an accelerated clock).
+//! SIGTERM or ctrl-c ends `serve` with a bounded drain (`app` module docs), exit status 0.
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -104,7 +105,7 @@ fn run() -> Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Cmd::Serve(ServeArgs::default())) {
             Cmd::Serve(args) => serve(args).await,
             Cmd::Migrate(args) => {
@@ -177,7 +178,11 @@ fn run() -> Result<()> {
                 Ok(())
             }
         }
-    })
+    });
+    // Whatever a drain abandoned (its deadline passed) must not hold the exit: tasks are
+    // cancelled at their next await, blocking work gets a moment, then the process goes.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
@@ -229,11 +234,11 @@ async fn shutdown_signal() {
     };
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down: draining in-flight requests");
+    let signal = tokio::select! {
+        _ = ctrl_c => "SIGINT",
+        _ = term => "SIGTERM",
+    };
+    tracing::info!(signal, "shutting down");
 }
 
 fn print_district(d: &whistle_domain::District) {
