@@ -239,6 +239,12 @@ pub struct Retrying {
     pub unavailable: u64,
     /// Answers per node address.
     served: HashMap<SocketAddr, usize>,
+    /// Every how many answers one is thrown away as if the network had lost it, and
+    /// the request sent again with the same key: without this a SIGKILL rarely lands
+    /// between COMMIT and the answer, and duplicates would go untested.
+    lose_every: Option<u64>,
+    answers: u64,
+    pub lost: u64,
 }
 
 impl Retrying {
@@ -251,7 +257,16 @@ impl Retrying {
             retries: 0,
             unavailable: 0,
             served: HashMap::new(),
+            lose_every: None,
+            answers: 0,
+            lost: 0,
         }
+    }
+
+    /// Throw away every `n`th successful answer and retry (see `lose_every`).
+    pub fn losing_every(mut self, n: u64) -> Retrying {
+        self.lose_every = Some(n.max(2));
+        self
     }
 
     /// How many calls each node answered.
@@ -303,6 +318,13 @@ impl Retrying {
                     self.next += 1;
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }
+                Ok(_) if self.lose_every.is_some_and(|n| {
+                    self.answers += 1;
+                    self.answers % n == 0
+                }) =>
+                {
+                    self.lost += 1;
+                }
                 other => {
                     if let Some((addr, _)) = &self.current {
                         *self.served.entry(*addr).or_default() += 1;
@@ -338,9 +360,10 @@ pub async fn report_and_sign(
     worker: usize,
     ledger: SharedLedger,
     stop: watch::Receiver<bool>,
-) -> (u64, u64) {
-    let mut reporter = Retrying::new(fleet.clone(), &tokens.0, worker);
-    let mut handler = Retrying::new(fleet, &tokens.1, worker + 1);
+) -> Tally {
+    // Answers lost at different rhythms, so reports and sign-fors both get retried.
+    let mut reporter = Retrying::new(fleet.clone(), &tokens.0, worker).losing_every(7);
+    let mut handler = Retrying::new(fleet, &tokens.1, worker + 1).losing_every(11);
     let mut n = 0usize;
     while !*stop.borrow() {
         let (category, location) = WORK[n % WORK.len()];
@@ -381,17 +404,29 @@ pub async fn report_and_sign(
         ledger.lock().expect("ledger").acks.insert(key, case_id);
         n += 1;
     }
-    (
-        reporter.retries + handler.retries,
-        reporter.unavailable + handler.unavailable,
-    )
+    Tally {
+        retries: reporter.retries + handler.retries,
+        unavailable: reporter.unavailable + handler.unavailable,
+        lost: reporter.lost + handler.lost,
+    }
+}
+
+/// What a client went through.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    /// Calls sent again after a retryable error.
+    pub retries: u64,
+    /// Of those, `UNAVAILABLE` answers.
+    pub unavailable: u64,
+    /// Answers thrown away on purpose and asked for again with the same key.
+    pub lost: u64,
 }
 
 /// Clients running [`report_and_sign`] against a fleet until [`Load::finish`].
 pub struct Load {
     pub ledger: SharedLedger,
     stop: watch::Sender<bool>,
-    workers: Vec<tokio::task::JoinHandle<(u64, u64)>>,
+    workers: Vec<tokio::task::JoinHandle<Tally>>,
 }
 
 /// What a finished load went through.
@@ -399,6 +434,7 @@ pub struct LoadReport {
     pub ledger: Ledger,
     pub retries: u64,
     pub unavailable: u64,
+    pub lost: u64,
 }
 
 impl Load {
@@ -434,11 +470,12 @@ impl Load {
     /// Stops the clients after the command each has in hand is answered.
     pub async fn finish(self) -> LoadReport {
         let _ = self.stop.send(true);
-        let (mut retries, mut unavailable) = (0, 0);
+        let mut total = Tally::default();
         for w in self.workers {
-            let (r, u) = w.await.expect("worker");
-            retries += r;
-            unavailable += u;
+            let t = w.await.expect("worker");
+            total.retries += t.retries;
+            total.unavailable += t.unavailable;
+            total.lost += t.lost;
         }
         let ledger = Arc::try_unwrap(self.ledger)
             .ok()
@@ -447,8 +484,9 @@ impl Load {
             .expect("ledger");
         LoadReport {
             ledger,
-            retries,
-            unavailable,
+            retries: total.retries,
+            unavailable: total.unavailable,
+            lost: total.lost,
         }
     }
 }

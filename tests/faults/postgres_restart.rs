@@ -36,6 +36,7 @@ async fn postgres_restarted_under_load_loses_nothing_acknowledged() {
         ledger,
         retries,
         unavailable,
+        ..
     } = load.finish().await;
     assert!(
         unavailable > 0,
