@@ -318,10 +318,11 @@ impl Retrying {
                     self.next += 1;
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }
-                Ok(_) if self.lose_every.is_some_and(|n| {
-                    self.answers += 1;
-                    self.answers % n == 0
-                }) =>
+                Ok(_)
+                    if self.lose_every.is_some_and(|n| {
+                        self.answers += 1;
+                        self.answers % n == 0
+                    }) =>
                 {
                     self.lost += 1;
                 }
