@@ -321,7 +321,7 @@ impl Retrying {
                 Ok(_)
                     if self.lose_every.is_some_and(|n| {
                         self.answers += 1;
-                        self.answers % n == 0
+                        self.answers.is_multiple_of(n)
                     }) =>
                 {
                     self.lost += 1;

@@ -14,6 +14,15 @@
 //! ([`crate::jwt`]): a bearer token with the JWS shape (three base64url segments) is then
 //! verified as a JWT and its claims become the principal; any other token is looked up
 //! by hash as before. A refused JWT is `UNAUTHENTICATED` naming the reason.
+//!
+//! With mutual TLS for departments on ([`TokenAuthenticator::require_department_certificates`]),
+//! a department account must also come with a client certificate naming its department
+//! ([`crate::tls`]). The check is here, between resolving the token and taking the rate
+//! limit, so it holds on every service a department may call (and a stolen token without
+//! its certificate cannot spend the department's rate limit). gRPC services authenticate
+//! with [`TokenAuthenticator::authenticate_request`], which sees the connection's
+//! certificates; [`TokenAuthenticator::authenticate`] sees only headers (the HTTP port,
+//! `AdminService`), so there a department account is refused under mutual TLS.
 
 use crate::clock::{Clock, SystemClock};
 use crate::jwt::{JwtError, JwtVerifier, is_jws_shaped};
@@ -22,9 +31,11 @@ use crate::live::Live;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use time::OffsetDateTime;
-use tonic::Status;
 use tonic::metadata::MetadataMap;
+use tonic::transport::CertificateDer;
+use tonic::{Request, Status};
 use whistle_domain::{Actor, DepartmentId, GridId, OrgId, PrincipalId, Role, Scope};
 
 /// Prefix of every token whistle generates, so secret scanners can recognise one.
@@ -212,6 +223,9 @@ pub struct TokenAuthenticator {
     /// Verifier of the identity provider's JWTs; `None`: whistle's own tokens only.
     /// Replaceable so that a rotated key set can be put in force without a restart.
     jwt: Live<Option<JwtVerifier>>,
+    /// Mutual TLS for departments: a department account must present a client
+    /// certificate naming its department. Set when the gRPC server starts.
+    department_certificates: AtomicBool,
 }
 
 impl std::fmt::Debug for TokenAuthenticator {
@@ -221,6 +235,10 @@ impl std::fmt::Debug for TokenAuthenticator {
             .field("issued", &self.issued.get().len())
             .field("limits", &self.limiter.limits())
             .field("jwt", &self.jwt.get())
+            .field(
+                "department_certificates",
+                &self.department_certificates.load(Ordering::Relaxed),
+            )
             .finish()
     }
 }
@@ -244,7 +262,14 @@ impl TokenAuthenticator {
             clock: Arc::new(SystemClock),
             limiter: RateLimiter::default(),
             jwt: Live::new(None),
+            department_certificates: AtomicBool::new(false),
         }
+    }
+
+    /// Whether department accounts must present a client certificate naming their
+    /// department (the gRPC port has a client CA); off by default.
+    pub fn require_department_certificates(&self, on: bool) {
+        self.department_certificates.store(on, Ordering::Relaxed);
     }
 
     /// Also accept JWTs this verifier accepts (`None`: whistle's own tokens only).
@@ -293,8 +318,34 @@ impl TokenAuthenticator {
         self.issued.set(table);
     }
 
-    /// The actor behind the request's `authorization: Bearer <token>` header.
+    /// The actor behind a gRPC request's `authorization: Bearer <token>` header, with the
+    /// client certificate of its connection checked for department accounts.
+    pub fn authenticate_request<T>(
+        &self,
+        request: &Request<T>,
+        rpc: &'static str,
+    ) -> Result<Actor, Status> {
+        let certs: Option<Arc<Vec<CertificateDer<'static>>>> = request.peer_certs();
+        let leaf = certs.as_deref().and_then(|c| c.first());
+        self.authenticate_with(request.metadata(), leaf, rpc)
+    }
+
+    /// The actor behind the `authorization: Bearer <token>` header, where the connection's
+    /// certificate is unknown (the HTTP port, `AdminService`): under mutual TLS for
+    /// departments a department account is refused here as if it presented none.
     pub fn authenticate(&self, metadata: &MetadataMap, rpc: &'static str) -> Result<Actor, Status> {
+        self.authenticate_with(metadata, None, rpc)
+    }
+
+    /// Token (or JWT) → principal, then the department certificate check against the
+    /// connection's leaf certificate `leaf` (already verified by rustls against the client
+    /// CA), then the rate limit.
+    fn authenticate_with(
+        &self,
+        metadata: &MetadataMap,
+        leaf: Option<&CertificateDer<'static>>,
+        rpc: &'static str,
+    ) -> Result<Actor, Status> {
         let deny = |reason: &'static str| {
             tracing::warn!(rpc, reason, "authentication refused");
             crate::metrics::denied("unauthenticated");
@@ -329,7 +380,7 @@ impl TokenAuthenticator {
                     reason: reason.into(),
                 }));
             }
-            return self.admit(&principal, rpc);
+            return self.admit(&principal, leaf, rpc);
         }
         if token.len() > 256 {
             return Err(deny("authorization header must be `Bearer <token>`"));
@@ -354,7 +405,7 @@ impl TokenAuthenticator {
                 &t.principal
             }
         };
-        self.admit(principal, rpc)
+        self.admit(principal, leaf, rpc)
     }
 
     /// One principal id is one person or account (as `IssueToken` insists): a JWT
@@ -373,8 +424,20 @@ impl TokenAuthenticator {
         .then_some("a whistle principal with this id has another role or department")
     }
 
-    /// Take one unit of the authenticated principal's rate limit.
-    fn admit(&self, principal: &Principal, rpc: &'static str) -> Result<Actor, Status> {
+    /// Check a department account's certificate, then take one unit of the authenticated
+    /// principal's rate limit.
+    fn admit(
+        &self,
+        principal: &Principal,
+        leaf: Option<&CertificateDer<'static>>,
+        rpc: &'static str,
+    ) -> Result<Actor, Status> {
+        crate::tls::check_client_certificate(
+            self.department_certificates.load(Ordering::Relaxed),
+            leaf,
+            principal,
+            rpc,
+        )?;
         if !self.limiter.try_acquire(&principal.id) {
             let limits = self.limiter.limits();
             tracing::warn!(

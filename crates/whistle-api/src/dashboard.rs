@@ -936,7 +936,7 @@ impl DashboardService for Dashboards {
         let actor = self
             .state
             .auth
-            .authenticate(request.metadata(), "ListCases")?;
+            .authenticate_request(&request, "ListCases")?;
         authorize(&actor, "ListCases")?;
         let r = request.get_ref();
         let now = self.state.clock.now();
@@ -977,7 +977,7 @@ impl DashboardService for Dashboards {
         let actor = self
             .state
             .auth
-            .authenticate(request.metadata(), "GetSlaSummary")?;
+            .authenticate_request(&request, "GetSlaSummary")?;
         authorize(&actor, "GetSlaSummary")?;
         let r = request.get_ref();
         let (from, to) = window(r.window.as_ref(), "window")?;
@@ -995,7 +995,7 @@ impl DashboardService for Dashboards {
         let actor = self
             .state
             .auth
-            .authenticate(request.metadata(), "ListAtRisk")?;
+            .authenticate_request(&request, "ListAtRisk")?;
         authorize(&actor, "ListAtRisk")?;
         let limit = page_size(request.get_ref().limit, "limit")?;
         let now = self.state.clock.now();
@@ -1038,10 +1038,7 @@ impl DashboardService for Dashboards {
         &self,
         request: Request<pb::WatchSlaRequest>,
     ) -> Result<Response<Self::WatchSlaStream>, Status> {
-        let actor = self
-            .state
-            .auth
-            .authenticate(request.metadata(), "WatchSla")?;
+        let actor = self.state.auth.authenticate_request(&request, "WatchSla")?;
         authorize(&actor, "WatchSla")?;
         let after = request.get_ref().after_position;
         if after < 0 {

@@ -42,25 +42,12 @@ pub struct Departments {
     state: AppState,
     /// Turns true when the server starts shutting down: open streams end.
     closing: watch::Receiver<bool>,
-    /// Mutual TLS: callers must present a client certificate naming their department.
-    mutual_tls: bool,
 }
 
 impl Departments {
     /// The service over `state`; its streams end when `closing` turns true.
     pub fn new(state: AppState, closing: watch::Receiver<bool>) -> Departments {
-        Departments {
-            state,
-            closing,
-            mutual_tls: false,
-        }
-    }
-
-    /// Requires department callers to present a client certificate naming their
-    /// department ([`crate::tls::check_department`]).
-    pub fn mutual_tls(mut self, on: bool) -> Departments {
-        self.mutual_tls = on;
-        self
+        Departments { state, closing }
     }
 }
 
@@ -197,8 +184,7 @@ impl Departments {
         key: &str,
         cmd: impl FnOnce() -> Result<Command, ApiError>,
     ) -> Result<Response<pb::CommandAck>, Status> {
-        let actor = self.state.auth.authenticate(request.metadata(), rpc)?;
-        crate::tls::check_department(self.mutual_tls, request, &actor, rpc)?;
+        let actor = self.state.auth.authenticate_request(request, rpc)?;
         let department = department_of(&actor, rpc)?;
         let id: CaseId = case_id("case_id", id)?;
         let key = idempotency_key(key)?;
@@ -259,8 +245,7 @@ impl DepartmentService for Departments {
         let actor = self
             .state
             .auth
-            .authenticate(request.metadata(), "WatchAssignments")?;
-        crate::tls::check_department(self.mutual_tls, &request, &actor, "WatchAssignments")?;
+            .authenticate_request(&request, "WatchAssignments")?;
         let department = department_of(&actor, "WatchAssignments")?;
         let after = request.get_ref().after_position;
         if after < 0 {

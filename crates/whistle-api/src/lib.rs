@@ -1,6 +1,7 @@
 //! The gRPC face of whistle: tonic services generated from `proto/whistle/v1`.
 //!
-//! A request flows: authenticate ([`auth`]) → parse and bound the request into domain
+//! A request flows: authenticate ([`auth`]: the token, and under mutual TLS a department
+//! account's client certificate, [`tls`]) → parse and bound the request into domain
 //! values ([`convert`], precise `INVALID_ARGUMENT` naming the field) → load the case,
 //! `decide`, append ([`pipeline`]) → map every failure to one status ([`error`]).
 //! Services ([`services`]) are thin: they only translate. [`server::serve`] takes a bound

@@ -100,7 +100,11 @@ pub async fn serve_with_tls(
         // Handshake failures are logged by tonic and never end the accept loop.
         builder = builder.tls_config(tls.server_config())?;
     }
-    let mutual = tls.is_some_and(GrpcTls::mutual);
+    // With a client CA, department accounts must present a certificate naming their
+    // department on every service: the shared authenticator every RPC passes checks it.
+    state
+        .auth
+        .require_department_certificates(tls.is_some_and(GrpcTls::mutual));
     builder
         .layer(crate::metrics::RpcMetricsLayer)
         .add_service(health)
@@ -114,10 +118,8 @@ pub async fn serve_with_tls(
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(
-            DepartmentServiceServer::new(
-                Departments::new(state.clone(), closing.clone()).mutual_tls(mutual),
-            )
-            .max_decoding_message_size(MAX_REQUEST_BYTES),
+            DepartmentServiceServer::new(Departments::new(state.clone(), closing.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(
             DashboardServiceServer::new(Dashboards::new(state.clone(), closing.clone()))

@@ -1,4 +1,6 @@
-//! The tonic service implementations. Each RPC authenticates, parses its request into a
+//! The tonic service implementations. Each RPC authenticates with its `Request` (the
+//! token, and under mutual TLS a department account's client certificate:
+//! [`crate::auth::TokenAuthenticator::authenticate_request`]), parses its request into a
 //! domain command (errors name the field), and hands it to the [`crate::pipeline`].
 
 use crate::convert::{self, case_id, code, idempotency_key};
@@ -62,7 +64,7 @@ async fn run(
 
 impl Intake {
     fn actor<T>(&self, req: &Request<T>, rpc: &'static str) -> Result<Actor, Status> {
-        self.0.auth.authenticate(req.metadata(), rpc)
+        self.0.auth.authenticate_request(req, rpc)
     }
 }
 
@@ -174,7 +176,7 @@ impl CaseHandlingService for CaseHandling {
         &self,
         request: Request<pb::AssignCaseRequest>,
     ) -> Result<Response<pb::CommandAck>, Status> {
-        let actor = self.0.auth.authenticate(request.metadata(), "AssignCase")?;
+        let actor = self.0.auth.authenticate_request(&request, "AssignCase")?;
         let r = request.into_inner();
         let t = target(&r.case_id, r.expected_version, &r.idempotency_key);
         run(&self.0, &actor, t, || {
@@ -192,7 +194,7 @@ impl CaseHandlingService for CaseHandling {
         let actor = self
             .0
             .auth
-            .authenticate(request.metadata(), "AcknowledgeCase")?;
+            .authenticate_request(&request, "AcknowledgeCase")?;
         let r = request.into_inner();
         let t = target(&r.case_id, r.expected_version, &r.idempotency_key);
         run(&self.0, &actor, t, || Ok(Command::Acknowledge)).await
@@ -202,10 +204,7 @@ impl CaseHandlingService for CaseHandling {
         &self,
         request: Request<pb::CaseCommandRequest>,
     ) -> Result<Response<pb::CommandAck>, Status> {
-        let actor = self
-            .0
-            .auth
-            .authenticate(request.metadata(), "ArriveOnSite")?;
+        let actor = self.0.auth.authenticate_request(&request, "ArriveOnSite")?;
         let r = request.into_inner();
         let t = target(&r.case_id, r.expected_version, &r.idempotency_key);
         run(&self.0, &actor, t, || Ok(Command::ArriveOnSite)).await
@@ -215,10 +214,7 @@ impl CaseHandlingService for CaseHandling {
         &self,
         request: Request<pb::ResolveCaseRequest>,
     ) -> Result<Response<pb::CommandAck>, Status> {
-        let actor = self
-            .0
-            .auth
-            .authenticate(request.metadata(), "ResolveCase")?;
+        let actor = self.0.auth.authenticate_request(&request, "ResolveCase")?;
         let r = request.into_inner();
         let t = target(&r.case_id, r.expected_version, &r.idempotency_key);
         run(&self.0, &actor, t, || {
@@ -234,10 +230,7 @@ impl CaseHandlingService for CaseHandling {
         &self,
         request: Request<pb::ReasonRequest>,
     ) -> Result<Response<pb::CommandAck>, Status> {
-        let actor = self
-            .0
-            .auth
-            .authenticate(request.metadata(), "EscalateCase")?;
+        let actor = self.0.auth.authenticate_request(&request, "EscalateCase")?;
         let r = request.into_inner();
         let t = target(&r.case_id, r.expected_version, &r.idempotency_key);
         run(&self.0, &actor, t, || {
@@ -250,10 +243,7 @@ impl CaseHandlingService for CaseHandling {
         &self,
         request: Request<pb::TransferCaseRequest>,
     ) -> Result<Response<pb::CommandAck>, Status> {
-        let actor = self
-            .0
-            .auth
-            .authenticate(request.metadata(), "TransferCase")?;
+        let actor = self.0.auth.authenticate_request(&request, "TransferCase")?;
         let r = request.into_inner();
         let t = target(&r.case_id, r.expected_version, &r.idempotency_key);
         run(&self.0, &actor, t, || {
@@ -269,10 +259,7 @@ impl CaseHandlingService for CaseHandling {
         &self,
         request: Request<pb::ReasonRequest>,
     ) -> Result<Response<pb::CommandAck>, Status> {
-        let actor = self
-            .0
-            .auth
-            .authenticate(request.metadata(), "DeclineCase")?;
+        let actor = self.0.auth.authenticate_request(&request, "DeclineCase")?;
         let r = request.into_inner();
         let t = target(&r.case_id, r.expected_version, &r.idempotency_key);
         run(&self.0, &actor, t, || {
@@ -285,7 +272,7 @@ impl CaseHandlingService for CaseHandling {
         &self,
         request: Request<pb::ReasonRequest>,
     ) -> Result<Response<pb::CommandAck>, Status> {
-        let actor = self.0.auth.authenticate(request.metadata(), "PauseClock")?;
+        let actor = self.0.auth.authenticate_request(&request, "PauseClock")?;
         let r = request.into_inner();
         let t = target(&r.case_id, r.expected_version, &r.idempotency_key);
         run(&self.0, &actor, t, || {
@@ -298,10 +285,7 @@ impl CaseHandlingService for CaseHandling {
         &self,
         request: Request<pb::CaseCommandRequest>,
     ) -> Result<Response<pb::CommandAck>, Status> {
-        let actor = self
-            .0
-            .auth
-            .authenticate(request.metadata(), "ResumeClock")?;
+        let actor = self.0.auth.authenticate_request(&request, "ResumeClock")?;
         let r = request.into_inner();
         let t = target(&r.case_id, r.expected_version, &r.idempotency_key);
         run(&self.0, &actor, t, || Ok(Command::Resume)).await
@@ -311,7 +295,7 @@ impl CaseHandlingService for CaseHandling {
         &self,
         request: Request<pb::ReasonRequest>,
     ) -> Result<Response<pb::CommandAck>, Status> {
-        let actor = self.0.auth.authenticate(request.metadata(), "RejectCase")?;
+        let actor = self.0.auth.authenticate_request(&request, "RejectCase")?;
         let r = request.into_inner();
         let t = target(&r.case_id, r.expected_version, &r.idempotency_key);
         run(&self.0, &actor, t, || {
@@ -324,10 +308,7 @@ impl CaseHandlingService for CaseHandling {
         &self,
         request: Request<pb::ReasonRequest>,
     ) -> Result<Response<pb::CommandAck>, Status> {
-        let actor = self
-            .0
-            .auth
-            .authenticate(request.metadata(), "EraseContact")?;
+        let actor = self.0.auth.authenticate_request(&request, "EraseContact")?;
         let r = request.into_inner();
         let t = target(&r.case_id, r.expected_version, &r.idempotency_key);
         tracing::info!(principal = %actor.principal, case_id = %r.case_id, "erasing a reporter's personal data");
@@ -341,7 +322,7 @@ impl CaseHandlingService for CaseHandling {
         &self,
         request: Request<pb::MergeCaseRequest>,
     ) -> Result<Response<pb::CommandAck>, Status> {
-        let actor = self.0.auth.authenticate(request.metadata(), "MergeCase")?;
+        let actor = self.0.auth.authenticate_request(&request, "MergeCase")?;
         let r = request.into_inner();
         let t = target(&r.case_id, r.expected_version, &r.idempotency_key)?;
         let into = case_id("into_case_id", &r.into_case_id)?;
@@ -402,7 +383,7 @@ impl CaseQueryService for CaseQuery {
         &self,
         request: Request<pb::GetCaseRequest>,
     ) -> Result<Response<pb::CaseView>, Status> {
-        let actor = self.0.auth.authenticate(request.metadata(), "GetCase")?;
+        let actor = self.0.auth.authenticate_request(&request, "GetCase")?;
         if !READERS.contains(&actor.role) {
             return Err(
                 ApiError::PermissionDenied(format!("role {} may not GetCase", actor.role)).into(),
@@ -423,7 +404,7 @@ impl CaseQueryService for CaseQuery {
         let actor = self
             .0
             .auth
-            .authenticate(request.metadata(), "GetCaseTimeline")?;
+            .authenticate_request(&request, "GetCaseTimeline")?;
         if !READERS.contains(&actor.role) {
             return Err(ApiError::PermissionDenied(format!(
                 "role {} may not GetCaseTimeline",

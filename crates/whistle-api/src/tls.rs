@@ -6,14 +6,16 @@
 //! verifies the chain; a client without one is still served, residents and staff
 //! authenticate by token). Department accounts must present one: its subject CN or one of
 //! its DNS subject alternative names must equal their department id, else the call is
-//! `UNAUTHENTICATED` ([`check_department`]), so a leaked department token alone cannot
-//! sign for cases.
+//! `UNAUTHENTICATED` ([`check_client_certificate`]), so a leaked department token alone
+//! cannot sign for cases or read them. The check runs inside authentication
+//! ([`crate::auth::TokenAuthenticator::authenticate_request`]), so it covers every
+//! service, not only `DepartmentService`.
 
-use std::sync::Arc;
+use crate::auth::Principal;
+use tonic::Status;
 use tonic::transport::server::ServerTlsConfig;
 use tonic::transport::{Certificate, CertificateDer, Identity};
-use tonic::{Request, Status};
-use whistle_domain::{Actor, Role};
+use whistle_domain::Role;
 
 /// PEM material for the gRPC port.
 #[derive(Clone)]
@@ -65,28 +67,28 @@ pub fn cert_names(cert: &CertificateDer<'_>, name: &str) -> bool {
         || common_names(cert.subject()).any(|cn| cn == name.as_bytes())
 }
 
-/// With mutual TLS on (`required`), a department actor's request must come over a
-/// connection whose client certificate (already verified against the client CA by
-/// rustls) names the actor's department; anyone else passes.
-pub fn check_department<T>(
+/// With mutual TLS on (`required`), a department principal's request must come over a
+/// connection whose client certificate `leaf` (already verified against the client CA by
+/// rustls) names the principal's department; anyone else passes.
+pub fn check_client_certificate(
     required: bool,
-    request: &Request<T>,
-    actor: &Actor,
+    leaf: Option<&CertificateDer<'_>>,
+    principal: &Principal,
     rpc: &'static str,
 ) -> Result<(), Status> {
-    if !required || actor.role != Role::Department {
+    if !required || principal.role != Role::Department {
         return Ok(());
     }
-    let Some(department) = &actor.department else {
-        return Ok(());
-    };
-    let certs: Option<Arc<Vec<CertificateDer<'static>>>> = request.peer_certs();
-    let reason = match certs.as_deref().and_then(|c| c.first()) {
+    // Fails closed: a department principal naming no department (refused when configured
+    // or claimed, see `principal_from_parts`) has no certificate that could match.
+    let department = principal.department.as_ref().map_or("", |d| d.as_str());
+    let reason = match leaf {
+        _ if department.is_empty() => "a department account must name its department",
         None => "a department account must present its client certificate",
-        Some(leaf) if cert_names(leaf, department.as_str()) => return Ok(()),
+        Some(leaf) if cert_names(leaf, department) => return Ok(()),
         Some(_) => "the client certificate does not name the account's department",
     };
-    tracing::warn!(principal = %actor.principal, department = %department, rpc, reason, "authentication refused");
+    tracing::warn!(principal = %principal.id, department = %department, rpc, reason, "authentication refused");
     crate::metrics::denied("unauthenticated");
     Err(Status::unauthenticated(reason))
 }

@@ -10,7 +10,8 @@
 //!   `Assignment`;
 //! * [`example`] — the example department service (binary
 //!   `whistle-department-example`): signs for, reports on site and resolves every
-//!   case dispatched to it, over gRPC, from NATS or from `WatchAssignments`.
+//!   case dispatched to it, over gRPC (plain text, TLS or mutual TLS: [`GrpcTlsFiles`]),
+//!   from NATS or from `WatchAssignments`.
 //!
 //! It depends only on whistle's NATS contract (`whistle-bus` without its relay),
 //! the domain types and the generated gRPC client — no database driver.
@@ -24,4 +25,4 @@ pub use consumer::{
     inbox_prefix,
 };
 pub use delivery::{Delivery, DeliveryError};
-pub use example::{ExampleHandler, run_grpc, run_nats};
+pub use example::{ExampleError, ExampleHandler, GrpcTlsFiles, run_grpc, run_nats};

@@ -1,11 +1,20 @@
 //! `whistle case …`: a gRPC client for people, so nobody has to write a client to try
 //! whistle. It speaks the same public contract as any integration.
+//!
+//! TLS: an `https://` server URL, or `--tls-ca`, connects over TLS, verifying the server
+//! against that CA — this build has no system root certificates (tonic without
+//! `tls-native-roots`/`tls-webpki-roots`), so `https://` needs `--tls-ca`. `--tls-cert`
+//! and `--tls-key` present a client certificate: a department account needs its own
+//! when the server has a client CA. Every file is read and parsed before connecting,
+//! each error naming its file.
 
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
+use tokio_rustls::rustls::pki_types::PrivateKeyDer;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tonic::Request;
 use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use whistle_proto::v1 as pb;
 use whistle_proto::v1::case_handling_service_client::CaseHandlingServiceClient;
 use whistle_proto::v1::case_query_service_client::CaseQueryServiceClient;
@@ -21,6 +30,19 @@ pub struct ClientArgs {
         global = true
     )]
     pub server: String,
+    /// PEM CA that signed the server's certificate: connect over TLS (implied by an
+    /// https:// --server; required with it, as this build has no system roots).
+    #[arg(long, env = "WHISTLE_TLS_CA", global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with --tls-key), e.g. a department's.
+    #[arg(long, env = "WHISTLE_TLS_CLIENT_CERT", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "WHISTLE_TLS_CLIENT_KEY", global = true)]
+    pub tls_key: Option<PathBuf>,
+    /// Name the server's certificate must carry [default: the --server host].
+    #[arg(long, env = "WHISTLE_TLS_DOMAIN", global = true)]
+    pub tls_domain: Option<String>,
     /// Bearer token.
     #[arg(long, env = "WHISTLE_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
@@ -307,11 +329,7 @@ async fn connect(args: &ClientArgs) -> Result<Client> {
         (Some(t), None) => t.clone(),
         (None, None) => bail!("give --as DEMO_PRINCIPAL or --token TOKEN (or WHISTLE_TOKEN)"),
     };
-    let channel = Channel::from_shared(args.server.clone())
-        .context("invalid --server URL")?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {}", args.server))?;
+    let channel = channel(args).await?;
     Ok(Client {
         channel,
         auth: format!("Bearer {token}")
@@ -320,6 +338,82 @@ async fn connect(args: &ClientArgs) -> Result<Client> {
         expected_version: args.expected_version,
         key: args.key.clone().unwrap_or_default(),
     })
+}
+
+/// The channel to `--server`: over TLS with `--tls-ca` or an `https://` URL (an
+/// `http://` URL is then switched to `https://`, as tonic speaks TLS only to https URIs).
+async fn channel(args: &ClientArgs) -> Result<Channel> {
+    let tls = client_tls(args)?;
+    let url = match (&tls, args.server.strip_prefix("http://")) {
+        (Some(_), Some(rest)) => format!("https://{rest}"),
+        _ => args.server.clone(),
+    };
+    let mut endpoint = Channel::from_shared(url.clone()).context("invalid --server URL")?;
+    if let Some(cfg) = tls {
+        endpoint = endpoint.tls_config(cfg).with_context(|| {
+            format!(
+                "TLS configuration (--tls-ca {}{})",
+                args.tls_ca
+                    .as_deref()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+                match (&args.tls_cert, &args.tls_key) {
+                    (Some(c), Some(k)) =>
+                        format!(", --tls-cert {}, --tls-key {}", c.display(), k.display()),
+                    _ => String::new(),
+                }
+            )
+        })?;
+    }
+    endpoint
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {url}"))
+}
+
+/// tonic's TLS configuration from the `--tls-*` flags; `None`: plain text.
+fn client_tls(args: &ClientArgs) -> Result<Option<ClientTlsConfig>> {
+    let https = args
+        .server
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    let identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together (WHISTLE_TLS_CLIENT_CERT/KEY)"),
+    };
+    let Some(ca) = &args.tls_ca else {
+        if https {
+            bail!(
+                "--server {} uses TLS: give --tls-ca FILE (or WHISTLE_TLS_CA), the PEM CA \
+                 that signed the server's certificate; this build of whistle has no system \
+                 root certificates",
+                args.server
+            );
+        }
+        if identity.is_some() {
+            bail!("--tls-cert/--tls-key need TLS: give --tls-ca FILE (or WHISTLE_TLS_CA)");
+        }
+        return Ok(None);
+    };
+    let ca_pem = crate::tls::read("CA", ca)?;
+    crate::tls::certs("CA", ca, &ca_pem)?;
+    let mut cfg = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca_pem));
+    if let Some((cert, key)) = identity {
+        let cert_pem = crate::tls::read("client certificate", cert)?;
+        crate::tls::certs("client certificate", cert, &cert_pem)?;
+        let key_pem = crate::tls::read("client key", key)?;
+        PrivateKeyDer::from_pem_slice(&key_pem).with_context(|| {
+            format!(
+                "parsing TLS client key file {}: no PEM private key",
+                key.display()
+            )
+        })?;
+        cfg = cfg.identity(Identity::from_pem(cert_pem, key_pem));
+    }
+    if let Some(domain) = &args.tls_domain {
+        cfg = cfg.domain_name(domain.clone());
+    }
+    Ok(Some(cfg))
 }
 
 pub async fn run_admin(args: ClientArgs, cmd: AdminCommand) -> Result<()> {

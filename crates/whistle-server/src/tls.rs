@@ -38,11 +38,14 @@ impl std::fmt::Debug for TlsSettings {
     }
 }
 
-fn read(what: &str, path: &Path) -> Result<Vec<u8>> {
+/// Reads a PEM file, the error naming it (also the CLI's client-side files).
+pub(crate) fn read(what: &str, path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading TLS {what} file {}", path.display()))
 }
 
-fn certs(what: &str, path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
+/// The certificates of a PEM file: at least one, well-formed, or an error naming `path`
+/// (tonic would only fail later, at the handshake, without naming the file).
+pub(crate) fn certs(what: &str, path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("parsing TLS {what} file {}", path.display()))?;

@@ -3,10 +3,13 @@
 //! durable JetStream consumer `dept-<department>`; without, it follows gRPC
 //! `WatchAssignments` (whistle's embedded mode). Either way it signs for, reports on
 //! site and resolves every case dispatched to its department, with its own token.
+//! gRPC goes over TLS with `--tls-ca` (or an `https://` --server, which needs it) and
+//! over mutual TLS with `--tls-cert`/`--tls-key`, the department's client certificate.
 
 use clap::Parser;
+use std::path::PathBuf;
 use tracing_subscriber::EnvFilter;
-use whistle_department::{ConsumerConfig, ExampleHandler, run_grpc, run_nats};
+use whistle_department::{ConsumerConfig, ExampleHandler, GrpcTlsFiles, run_grpc, run_nats};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,8 +31,21 @@ struct Args {
     #[arg(long, env = "WHISTLE_SERVER", default_value = "http://127.0.0.1:50051")]
     server: String,
     /// This department's bearer token.
-    #[arg(long, env = "WHISTLE_TOKEN")]
+    #[arg(long, env = "WHISTLE_TOKEN", hide_env_values = true)]
     token: String,
+    /// PEM CA that signed whistle's certificate: gRPC over TLS (required for https://;
+    /// this build has no system roots).
+    #[arg(long, env = "WHISTLE_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// PEM client certificate naming this department (mutual TLS), with --tls-key.
+    #[arg(long, env = "WHISTLE_TLS_CLIENT_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "WHISTLE_TLS_CLIENT_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Name whistle's certificate must carry [default: the --server host].
+    #[arg(long, env = "WHISTLE_TLS_DOMAIN")]
+    tls_domain: Option<String>,
     /// JetStream stream name.
     #[arg(long, default_value = whistle_bus::DEFAULT_STREAM)]
     stream: String,
@@ -60,13 +76,20 @@ fn main() -> std::process::ExitCode {
         }
     };
     runtime.block_on(async move {
-        let mut handler = match ExampleHandler::new(&args.server, &args.token, &args.department) {
-            Ok(h) => h,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
+        let tls = GrpcTlsFiles {
+            ca: args.tls_ca,
+            cert: args.tls_cert,
+            key: args.tls_key,
+            domain: args.tls_domain,
         };
+        let mut handler =
+            match ExampleHandler::with_tls(&args.server, &args.token, &args.department, &tls) {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
