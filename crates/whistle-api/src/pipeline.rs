@@ -167,6 +167,22 @@ fn expected(version: u64) -> ExpectedVersion {
     }
 }
 
+/// The case as the command that ended at `version` left it, not as it is now: a retry
+/// arriving after later commands must get the first answer (its version, the level it
+/// reported).
+async fn case_as_of(state: &AppState, id: CaseId, version: u64) -> Result<Case, ApiError> {
+    let records = state.store.read_stream(&stream_of(id), 0).await?;
+    let mut case = None;
+    for r in records.iter().take_while(|r| r.version <= version) {
+        case = evolve(case, &decode(r)?);
+    }
+    case.ok_or_else(|| {
+        ApiError::Corrupt(format!(
+            "an idempotency record names version {version} of case {id}, which holds no case"
+        ))
+    })
+}
+
 /// A previously committed result for (actor, key), if any. A key reused for a different
 /// request is refused rather than silently answered with the wrong case.
 async fn replay(
@@ -201,22 +217,7 @@ async fn replay(
                 rec.appended.stream
             ))
         })?;
-    // The case as the original command left it, not as it is now: a retry arriving after
-    // later commands must get the first answer (its version, the level it reported).
-    let records = state.store.read_stream(&stream_of(id), 0).await?;
-    let mut case = None;
-    for r in records
-        .iter()
-        .take_while(|r| r.version <= rec.appended.last_version)
-    {
-        case = evolve(case, &decode(r)?);
-    }
-    let case = case.ok_or_else(|| {
-        ApiError::Corrupt(format!(
-            "idempotency record names version {} of {}, which holds no case",
-            rec.appended.last_version, rec.appended.stream
-        ))
-    })?;
+    let case = case_as_of(state, id, rec.appended.last_version).await?;
     Ok(Some(Outcome {
         case,
         recorded_at: rec.appended.recorded_at,
@@ -411,7 +412,7 @@ async fn attempt(state: &AppState, a: Attempt<'_>) -> Result<Outcome, ApiError> 
                 .and_then(|u| uuid::Uuid::parse_str(u).ok())
                 .map(CaseId)
                 .unwrap_or(case_id);
-            let (case, _) = load_case(state, id).await?;
+            let case = case_as_of(state, id, a.last_version).await?;
             Ok(Outcome {
                 case,
                 recorded_at: a.recorded_at,
@@ -517,7 +518,7 @@ pub async fn merge(
     let replayed = first.is_duplicate();
     let recorded_at = first.appended().recorded_at;
     let case = if replayed {
-        load_case(state, dup).await?.0
+        case_as_of(state, dup, first.appended().last_version).await?
     } else {
         dup_after.ok_or_else(|| ApiError::Corrupt("merge produced no case".into()))?
     };

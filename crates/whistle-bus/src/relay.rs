@@ -29,8 +29,12 @@
 //!   it safely (after a restart from the checkpoint or a lease take-over, stream
 //!   order and log order differ). JetStream drops the repeats of messages still
 //!   within its duplicate window; older survivors are stored again and
-//!   departments drop them by event id. A stream *purged* on purpose keeps its
+//!   departments drop them by event id (within the consumer's id memory; beyond
+//!   it, handlers must be idempotent, as the example's idempotency keys make it). A stream *purged* on purpose keeps its
 //!   sequence and is not refilled.
+//!   The check compares sequences of the whole stream, so it assumes this relay is the
+//!   stream's only publisher: districts sharing one NATS account should each have their
+//!   own stream (`[nats] stream`), or another district's publishes can hide a loss.
 //! * **Nothing doubled** (after JetStream de-duplication): re-publishing from
 //!   the checkpoint after a crash repeats at most one read batch, and JetStream
 //!   drops the repeats by `Nats-Msg-Id` within the stream's duplicate window.
@@ -220,6 +224,22 @@ impl Relay {
         let _ = self.task.await;
     }
 
+    /// [`Relay::stop`], given up at `deadline`: the task is then aborted, so no relay
+    /// outlives its owner (the batch in flight is published again from the checkpoint
+    /// by whoever relays next). Whether it stopped in time.
+    pub async fn stop_by(mut self, deadline: tokio::time::Instant) -> bool {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout_at(deadline, &mut self.task)
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        self.task.abort();
+        let _ = self.task.await;
+        false
+    }
+
     /// Kills the task wherever it is (tests: a crash mid-batch).
     pub async fn abort(self) {
         self.task.abort();
@@ -278,6 +298,10 @@ async fn run(
             && let Some(lease) = lease.take()
         {
             lease.release().await;
+            // Whoever holds the lease next judges the stream afresh; a loss remembered
+            // here could otherwise trigger a needless full refill when this node
+            // takes the lease again, maybe hours after another node refilled.
+            refill = false;
         }
         match outcome {
             Ok(()) => break,

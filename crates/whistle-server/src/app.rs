@@ -108,6 +108,11 @@ impl Application {
             ),
             clock,
         };
+        // Before anything serves (the HTTP port starts before gRPC): with a client CA,
+        // department accounts need their certificate from the first request on.
+        state.auth.require_department_certificates(
+            settings.tls.as_ref().is_some_and(|t| t.grpc.mutual()),
+        );
         // Configuration changed through AdminService outranks the files it was seeded from.
         whistle_api::admin::refresh(&state)
             .await
@@ -305,7 +310,9 @@ impl Application {
                         lag = relay.lag(),
                         "stopping the relay after its current batch"
                     );
-                    within(deadline, "the relay", relay.stop()).await;
+                    if !relay.stop_by(deadline).await {
+                        tracing::warn!(step = "the relay", "drain timeout: abandoning it");
+                    }
                     task_within(deadline, "the delivery-failure watcher", failures).await;
                 }
             };
