@@ -5,7 +5,7 @@
 //! row.
 
 use crate::both_backends;
-use crate::support::{AppOptions, Backend, spawn_app_with};
+use crate::support::{AppOptions, Backend, assert_read_models_equal, read_models, spawn_app_with};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use time::Duration;
@@ -14,7 +14,7 @@ use whistle_api::scheduler::{self, SchedulerConfig};
 use whistle_api::{AppState, ManualClock, pipeline};
 use whistle_domain::{Actor, CaseId, Channel, Command, Handler, Level, Role, Stage, Status};
 use whistle_projections::{Projection, SLA_PROJECTION};
-use whistle_store::{CaseFilter, CaseViewRow, EventStore, SlaFacts, Store};
+use whistle_store::EventStore;
 
 both_backends!(a_rebuild_from_zero_equals_the_live_read_models);
 
@@ -187,38 +187,6 @@ async fn generate(state: &AppState, clock: &ManualClock, seed: u64) -> usize {
     reported
 }
 
-/// Every read-model row, documents included, in a comparable form.
-async fn snapshot(store: &Store) -> (Vec<CaseViewRow>, SlaFacts) {
-    let mut views = store
-        .list_case_views(&CaseFilter::default(), None, None)
-        .await
-        .expect("list views");
-    for v in &mut views {
-        v.doc = store
-            .get_case_view(&v.case_id)
-            .await
-            .expect("get view")
-            .expect("view exists")
-            .doc;
-    }
-    views.sort_by(|a, b| a.case_id.cmp(&b.case_id));
-    let mut facts = store.sla_facts(None, None).await.expect("facts");
-    facts.cases.clear();
-    (views, facts)
-}
-
-fn first_difference<T: PartialEq + std::fmt::Debug>(what: &str, live: &[T], rebuilt: &[T]) {
-    assert_eq!(live.len(), rebuilt.len(), "{what}: row counts differ");
-    if let Some((i, (a, b))) = live
-        .iter()
-        .zip(rebuilt)
-        .enumerate()
-        .find(|(_, (a, b))| a != b)
-    {
-        panic!("{what}: row {i} differs\nlive:    {a:?}\nrebuilt: {b:?}");
-    }
-}
-
 async fn a_rebuild_from_zero_equals_the_live_read_models(b: Backend) {
     let clock = ManualClock::new(datetime!(2026-11-20 08:00:00 +08:00));
     let app = spawn_app_with(
@@ -247,7 +215,7 @@ async fn a_rebuild_from_zero_equals_the_live_read_models(b: Backend) {
         Some(head),
         "the live SLA projector caught up"
     );
-    let live = snapshot(&app.store).await;
+    let live = read_models(&app.store).await;
     app.stop().await;
 
     assert!(head >= EVENTS as i64, "generated {head} events");
@@ -275,10 +243,7 @@ async fn a_rebuild_from_zero_equals_the_live_read_models(b: Backend) {
             .await
             .expect("rebuild");
     }
-    let rebuilt = snapshot(&store).await;
-    first_difference("case_views", &live.0, &rebuilt.0);
-    first_difference("sla_clocks", &live.1.clocks, &rebuilt.1.clocks);
-    first_difference("case_holds", &live.1.holds, &rebuilt.1.holds);
+    assert_read_models_equal(&live, &read_models(&store).await);
     println!(
         "{head} events, {reported} cases, {} clocks, {} holds: rebuild equals live",
         live.1.clocks.len(),

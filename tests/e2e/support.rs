@@ -657,3 +657,48 @@ impl Drop for Served {
         let _ = self.child.wait();
     }
 }
+
+/// Every read-model row, documents included, in a comparable form (the SLA facts without
+/// their per-case summaries, which are derived from the clocks and holds).
+pub async fn read_models(
+    store: &Store,
+) -> (Vec<whistle_store::CaseViewRow>, whistle_store::SlaFacts) {
+    let mut views = store
+        .list_case_views(&whistle_store::CaseFilter::default(), None, None)
+        .await
+        .expect("list views");
+    for v in &mut views {
+        v.doc = store
+            .get_case_view(&v.case_id)
+            .await
+            .expect("get view")
+            .expect("view exists")
+            .doc;
+    }
+    views.sort_by(|a, b| a.case_id.cmp(&b.case_id));
+    let mut facts = store.sla_facts(None, None).await.expect("facts");
+    facts.cases.clear();
+    (views, facts)
+}
+
+/// Two [`read_models`] snapshots are equal, or the first differing row is shown.
+pub fn assert_read_models_equal(
+    live: &(Vec<whistle_store::CaseViewRow>, whistle_store::SlaFacts),
+    rebuilt: &(Vec<whistle_store::CaseViewRow>, whistle_store::SlaFacts),
+) {
+    first_difference("case_views", &live.0, &rebuilt.0);
+    first_difference("sla_clocks", &live.1.clocks, &rebuilt.1.clocks);
+    first_difference("case_holds", &live.1.holds, &rebuilt.1.holds);
+}
+
+fn first_difference<T: PartialEq + std::fmt::Debug>(what: &str, live: &[T], rebuilt: &[T]) {
+    assert_eq!(live.len(), rebuilt.len(), "{what}: row counts differ");
+    if let Some((i, (a, b))) = live
+        .iter()
+        .zip(rebuilt)
+        .enumerate()
+        .find(|(_, (a, b))| a != b)
+    {
+        panic!("{what}: row {i} differs\nlive:    {a:?}\nrebuilt: {b:?}");
+    }
+}

@@ -21,7 +21,7 @@ use tonic::transport::{Channel, Endpoint};
 use whistle_proto::v1 as pb;
 use whistle_store::{EventStore, RecordedEvent, Store};
 
-use crate::support::Client;
+use crate::support::{Client, assert_read_models_equal, read_models};
 
 /// SplitMix64: the kill moments, reproducible from the printed seed.
 pub struct Rng(u64);
@@ -657,28 +657,6 @@ pub async fn assert_stream_holds_log(nats_url: &str, stream: &str, store: &Store
     }
 }
 
-/// Every read-model row, documents included, in a comparable form.
-pub async fn read_models(
-    store: &Store,
-) -> (Vec<whistle_store::CaseViewRow>, whistle_store::SlaFacts) {
-    let mut views = store
-        .list_case_views(&whistle_store::CaseFilter::default(), None, None)
-        .await
-        .expect("list views");
-    for v in &mut views {
-        v.doc = store
-            .get_case_view(&v.case_id)
-            .await
-            .expect("get view")
-            .expect("view exists")
-            .doc;
-    }
-    views.sort_by(|a, b| a.case_id.cmp(&b.case_id));
-    let mut facts = store.sla_facts(None, None).await.expect("facts");
-    facts.cases.clear();
-    (views, facts)
-}
-
 /// Waits (bounded) until the SLA projection checkpoint reached the log head.
 pub async fn wait_projection_caught_up(store: &Store) {
     let head = store.head_position().await.expect("head");
@@ -708,22 +686,7 @@ pub async fn assert_read_models_equal_rebuild(store: Arc<Store>) {
             .await
             .expect("rebuild");
     }
-    let rebuilt = read_models(&store).await;
-    first_difference("case_views", &live.0, &rebuilt.0);
-    first_difference("sla_clocks", &live.1.clocks, &rebuilt.1.clocks);
-    first_difference("case_holds", &live.1.holds, &rebuilt.1.holds);
-}
-
-fn first_difference<T: PartialEq + std::fmt::Debug>(what: &str, live: &[T], rebuilt: &[T]) {
-    assert_eq!(live.len(), rebuilt.len(), "{what}: row counts differ");
-    if let Some((i, (a, b))) = live
-        .iter()
-        .zip(rebuilt)
-        .enumerate()
-        .find(|(_, (a, b))| a != b)
-    {
-        panic!("{what}: row {i} differs\nlive:    {a:?}\nrebuilt: {b:?}");
-    }
+    assert_read_models_equal(&live, &read_models(&store).await);
 }
 
 pub fn token(data_dir: &Path, id: &str) -> String {
